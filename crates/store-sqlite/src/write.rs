@@ -1,0 +1,337 @@
+//! Writes: documents (single and bulk), indexes and doctypes, each in one transaction.
+
+use hearth_core::{Doctype, JsonMap, Rev, new_doc_id};
+use hearth_store::{
+    BulkResult, IndexCreated, NotFoundReason, StoreError, StoreResult, Written, mango::IndexDef,
+    split_doc,
+};
+use rusqlite::{
+    Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params,
+};
+
+use crate::schema::{self, Table, err};
+
+/// How many revision hashes a document's history keeps (CouchDB's default `revs_limit`).
+const REVS_LIMIT: usize = 1000;
+
+pub(crate) fn put(conn: &mut Connection, dt: &Doctype, doc: JsonMap) -> StoreResult<Written> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(err)?;
+    let mut batch = Batch::start(&tx, dt)?;
+    let written = batch.put(&tx, doc)?;
+    batch.finish(&tx)?;
+    tx.commit().map_err(err)?;
+    Ok(written)
+}
+
+pub(crate) fn bulk(
+    conn: &mut Connection,
+    dt: &Doctype,
+    docs: Vec<JsonMap>,
+    all_or_nothing: bool,
+) -> StoreResult<Vec<BulkResult>> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(err)?;
+    let mut batch = Batch::start(&tx, dt)?;
+    let mut results = Vec::with_capacity(docs.len());
+    let mut failed = false;
+    for doc in docs {
+        let id = doc.get("_id").and_then(|v| v.as_str()).map(str::to_owned);
+        match batch.put(&tx, doc) {
+            Ok(w) => results.push(BulkResult::Ok(w)),
+            Err(StoreError::Internal(e)) => return Err(StoreError::Internal(e)),
+            Err(e) => {
+                failed = true;
+                let (error, reason) = match &e {
+                    StoreError::Conflict => ("conflict", e.to_string()),
+                    StoreError::NotFound(r) => ("not_found", r.as_str().to_owned()),
+                    _ => ("bad_request", e.to_string()),
+                };
+                results.push(BulkResult::Err { id, error, reason });
+            }
+        }
+    }
+    if failed && all_or_nothing {
+        drop(tx);
+        return Ok(results
+            .into_iter()
+            .map(|r| match r {
+                BulkResult::Ok(w) => BulkResult::Err {
+                    id: Some(w.id),
+                    error: "aborted",
+                    reason: "another document of the batch failed; nothing was written".into(),
+                },
+                e => e,
+            })
+            .collect());
+    }
+    batch.finish(&tx)?;
+    tx.commit().map_err(err)?;
+    Ok(results)
+}
+
+/// The state of one doctype during a write transaction: its sequence and live count.
+struct Batch {
+    table: Table,
+    name: String,
+    seq: u64,
+    live: i64,
+}
+
+struct Existing {
+    rev: Rev,
+    deleted: bool,
+    revs: String,
+}
+
+impl Batch {
+    fn start(tx: &Transaction<'_>, dt: &Doctype) -> StoreResult<Self> {
+        let table = schema::ensure_table(tx, dt)?;
+        Ok(Self {
+            name: table.name(),
+            seq: table.last_seq,
+            live: table.live as i64,
+            table,
+        })
+    }
+
+    fn finish(self, tx: &Transaction<'_>) -> StoreResult<()> {
+        if self.seq != self.table.last_seq || self.live != self.table.live as i64 {
+            tx.prepare_cached("UPDATE doctypes SET last_seq = ?1, live = ?2 WHERE n = ?3")
+                .and_then(|mut s| s.execute(params![self.seq as i64, self.live, self.table.n]))
+                .map_err(err)?;
+        }
+        Ok(())
+    }
+
+    fn existing(&self, tx: &Transaction<'_>, id: &str) -> StoreResult<Option<Existing>> {
+        let sql = format!("SELECT rev, deleted, revs FROM {} WHERE id = ?1", self.name);
+        let row = tx
+            .prepare_cached(&sql)
+            .and_then(|mut s| {
+                s.query_row([id], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, bool>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                })
+                .optional()
+            })
+            .map_err(err)?;
+        row.map(|(rev, deleted, revs)| {
+            Ok(Existing {
+                rev: rev.parse().map_err(StoreError::internal)?,
+                deleted,
+                revs,
+            })
+        })
+        .transpose()
+    }
+
+    /// Writes one document, as `DocStore::put` describes.
+    fn put(&mut self, tx: &Transaction<'_>, doc: JsonMap) -> StoreResult<Written> {
+        let (id, rev_in, deleted, body) = split_doc(doc)?;
+        let generated = id.is_none();
+        let id = id.unwrap_or_else(new_doc_id);
+        if id.starts_with('_') && !id.starts_with("_design/") && !id.starts_with("_local/") {
+            return Err(StoreError::invalid(
+                "Only reserved document ids may start with underscore.",
+            ));
+        }
+        let data = if deleted {
+            "{}".to_owned()
+        } else {
+            serde_json::to_string(&body).map_err(StoreError::internal)?
+        };
+
+        // A new document without a revision: try the insert first, it is the common case.
+        if rev_in.is_none() && !deleted {
+            let rev = Rev::next(None, false, data.as_bytes());
+            match self.insert(tx, &id, &rev, &data) {
+                Ok(()) => return Ok(Written { id, rev }),
+                Err(e) if generated || !is_unique_violation(&e) => return Err(err(e)),
+                Err(_) => {} // The id exists: a tombstone may be revived below.
+            }
+        }
+        let existing = self.existing(tx, &id)?;
+        let prev = match (&existing, &rev_in) {
+            (None, None) => return Err(StoreError::NotFound(NotFoundReason::Missing)),
+            (None, Some(_)) => return Err(StoreError::Conflict),
+            (Some(e), None) if e.deleted && !deleted => e,
+            (Some(e), None) if e.deleted => {
+                return Err(StoreError::NotFound(NotFoundReason::Deleted));
+            }
+            (Some(_), None) => return Err(StoreError::Conflict),
+            (Some(e), Some(r)) if &e.rev == r => {
+                if e.deleted && deleted {
+                    return Err(StoreError::NotFound(NotFoundReason::Deleted));
+                }
+                e
+            }
+            (Some(_), Some(_)) => return Err(StoreError::Conflict),
+        };
+        let rev = Rev::next(Some(&prev.rev), deleted, data.as_bytes());
+        let revs = history(&rev, &prev.revs);
+        self.seq += 1;
+        let sql = format!(
+            "UPDATE {} SET seq = ?1, rev = ?2, deleted = ?3, data = ?4, revs = ?5 WHERE id = ?6",
+            self.name
+        );
+        tx.prepare_cached(&sql)
+            .and_then(|mut s| {
+                s.execute(params![
+                    self.seq as i64,
+                    rev.to_string(),
+                    deleted,
+                    data,
+                    revs,
+                    id
+                ])
+            })
+            .map_err(err)?;
+        self.live += i64::from(prev.deleted) - i64::from(deleted);
+        Ok(Written { id, rev })
+    }
+
+    fn insert(
+        &mut self,
+        tx: &Transaction<'_>,
+        id: &str,
+        rev: &Rev,
+        data: &str,
+    ) -> Result<(), rusqlite::Error> {
+        let sql = format!(
+            "INSERT INTO {} (seq, id, rev, deleted, data, revs) VALUES (?1, ?2, ?3, 0, ?4, ?5)",
+            self.name
+        );
+        tx.prepare_cached(&sql)?.execute(params![
+            (self.seq + 1) as i64,
+            id,
+            rev.to_string(),
+            data,
+            rev.hash
+        ])?;
+        self.seq += 1;
+        self.live += 1;
+        Ok(())
+    }
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::ConstraintViolation)
+}
+
+/// The revision history after `rev`: its hash, then the previous ones, newest first.
+fn history(rev: &Rev, previous: &str) -> String {
+    let mut out = String::with_capacity(33 + previous.len());
+    out.push_str(&rev.hash);
+    for h in previous
+        .split(' ')
+        .filter(|h| !h.is_empty())
+        .take(REVS_LIMIT - 1)
+    {
+        out.push(' ');
+        out.push_str(h);
+    }
+    out
+}
+
+pub(crate) fn create_index(
+    conn: &mut Connection,
+    dt: &Doctype,
+    def: IndexDef,
+) -> StoreResult<IndexCreated> {
+    let exprs = def
+        .fields
+        .iter()
+        .map(schema::key_expr)
+        .collect::<StoreResult<Vec<_>>>()?;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(err)?;
+    let table = schema::ensure_table(&tx, dt)?;
+    let created = IndexCreated {
+        created: true,
+        ddoc: def.ddoc.clone(),
+        name: def.name.clone(),
+    };
+    let existing = schema::indexes(&tx, dt)?
+        .into_iter()
+        .find(|i| i.def.ddoc == def.ddoc);
+    if let Some(old) = existing {
+        if old.def == def {
+            return Ok(IndexCreated {
+                created: false,
+                ..created
+            });
+        }
+        // Same design document, new definition: replace it, as CouchDB would.
+        tx.execute_batch(&format!("DROP INDEX IF EXISTS {}", old.sql_name))
+            .map_err(err)?;
+        tx.execute(
+            "DELETE FROM mango_indexes WHERE doctype = ?1 AND ddoc = ?2",
+            params![dt.as_str(), def.ddoc],
+        )
+        .map_err(err)?;
+    }
+    let next: i64 = tx
+        .query_row(
+            "SELECT coalesce(max(rowid), 0) + 1 FROM mango_indexes",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(err)?;
+    let sql_name = format!("ix_{}_{}", table.n, next);
+    tx.execute(
+        "INSERT INTO mango_indexes (doctype, ddoc, name, def, sql_name) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![dt.as_str(), def.ddoc, def.name, schema::def_to_json(&def), sql_name],
+    )
+    .map_err(err)?;
+    tx.execute_batch(&format!(
+        "CREATE INDEX {sql_name} ON {} ({}, id) WHERE deleted = 0",
+        table.name(),
+        exprs.join(", ")
+    ))
+    .map_err(err)?;
+    tx.commit().map_err(err)?;
+    Ok(created)
+}
+
+pub(crate) fn delete_index(conn: &mut Connection, dt: &Doctype, ddoc: &str) -> StoreResult<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(err)?;
+    let ddoc = ddoc.trim_start_matches("_design/");
+    let index = schema::indexes(&tx, dt)?
+        .into_iter()
+        .find(|i| i.def.ddoc == ddoc)
+        .ok_or(StoreError::NotFound(NotFoundReason::Missing))?;
+    tx.execute_batch(&format!("DROP INDEX IF EXISTS {}", index.sql_name))
+        .map_err(err)?;
+    tx.execute(
+        "DELETE FROM mango_indexes WHERE doctype = ?1 AND ddoc = ?2",
+        params![dt.as_str(), ddoc],
+    )
+    .map_err(err)?;
+    tx.commit().map_err(err)
+}
+
+pub(crate) fn delete_doctype(conn: &mut Connection, dt: &Doctype) -> StoreResult<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(err)?;
+    let table = schema::table(&tx, dt)?.ok_or(StoreError::NotFound(NotFoundReason::NoDatabase))?;
+    tx.execute_batch(&format!("DROP TABLE {}", table.name()))
+        .map_err(err)?;
+    tx.execute(
+        "DELETE FROM mango_indexes WHERE doctype = ?1",
+        [dt.as_str()],
+    )
+    .map_err(err)?;
+    tx.execute("DELETE FROM doctypes WHERE n = ?1", [table.n])
+        .map_err(err)?;
+    tx.commit().map_err(err)
+}

@@ -1,0 +1,13 @@
+//! The document store contract shared by every backend.
+//!
+//! [`DocStore`] is what the domain services call; `hearth-store-sqlite` (and later
+//! PostgreSQL) implement it. Mango selectors ([`mango`]) and CouchDB collation
+//! ([`collate`]) live here so that every backend agrees on what a query means.
+
+pub mod collate;
+pub mod mango;
+mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use store::*;
