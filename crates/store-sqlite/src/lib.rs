@@ -21,7 +21,8 @@ use hearth_store::{
 };
 use rusqlite::Connection;
 
-use crate::pool::Pool;
+pub use crate::schema::pragmas;
+use crate::{pool::Pool, schema::MetaCache};
 
 /// Tuning of the SQLite store.
 #[derive(Debug, Clone)]
@@ -78,14 +79,14 @@ impl SqliteStore {
         q: &FindQuery,
     ) -> StoreResult<String> {
         let (dt, q) = (dt.clone(), q.clone());
-        self.read(inst, move |c| query::explain_find(c, &dt, &q))
+        self.read(inst, move |c, m| query::explain_find(c, m, &dt, &q))
             .await
     }
 
     async fn read<T, F>(&self, inst: &InstanceId, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&Connection, &MetaCache) -> StoreResult<T> + Send + 'static,
     {
         let pool = self.pool.clone();
         let inst = inst.clone();
@@ -95,7 +96,7 @@ impl SqliteStore {
     async fn write<T, F>(&self, inst: &InstanceId, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&mut Connection, &MetaCache) -> StoreResult<T> + Send + 'static,
     {
         let pool = self.pool.clone();
         let inst = inst.clone();
@@ -103,12 +104,25 @@ impl SqliteStore {
     }
 }
 
+/// Runs SQLite work off the async threads: in place on a multi-threaded runtime (tokio
+/// moves its other tasks to another worker, and no thread hand-off is paid), on the
+/// blocking pool otherwise.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> StoreResult<T> + Send + 'static,
 ) -> StoreResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(StoreError::internal)?
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => tokio::task::spawn_blocking(f)
+            .await
+            .map_err(StoreError::internal)?,
+    }
+}
+
+/// Forgets the cached schema once a schema change has been attempted.
+fn schema_change<T>(cache: &MetaCache, result: StoreResult<T>) -> StoreResult<T> {
+    cache.invalidate();
+    result
 }
 
 #[async_trait]
@@ -121,13 +135,13 @@ impl DocStore for SqliteStore {
         opts: GetOptions,
     ) -> StoreResult<JsonMap> {
         let (dt, id) = (dt.clone(), id.to_owned());
-        self.read(inst, move |c| query::get(c, &dt, &id, opts))
+        self.read(inst, move |c, m| query::get(c, m, &dt, &id, opts))
             .await
     }
 
     async fn put(&self, inst: &InstanceId, dt: &Doctype, doc: JsonMap) -> StoreResult<Written> {
         let dt = dt.clone();
-        self.write(inst, move |c| write::put(c, &dt, doc)).await
+        self.write(inst, move |c, _| write::put(c, &dt, doc)).await
     }
 
     async fn delete(
@@ -152,7 +166,7 @@ impl DocStore for SqliteStore {
         all_or_nothing: bool,
     ) -> StoreResult<Vec<BulkResult>> {
         let dt = dt.clone();
-        self.write(inst, move |c| write::bulk(c, &dt, docs, all_or_nothing))
+        self.write(inst, move |c, _| write::bulk(c, &dt, docs, all_or_nothing))
             .await
     }
 
@@ -163,7 +177,8 @@ impl DocStore for SqliteStore {
         q: &AllDocsQuery,
     ) -> StoreResult<AllDocs> {
         let (dt, q) = (dt.clone(), q.clone());
-        self.read(inst, move |c| query::all_docs(c, &dt, &q)).await
+        self.read(inst, move |c, _| query::all_docs(c, &dt, &q))
+            .await
     }
 
     async fn changes(
@@ -173,7 +188,8 @@ impl DocStore for SqliteStore {
         q: &ChangesQuery,
     ) -> StoreResult<Changes> {
         let (dt, q) = (dt.clone(), q.clone());
-        self.read(inst, move |c| query::changes(c, &dt, &q)).await
+        self.read(inst, move |c, _| query::changes(c, &dt, &q))
+            .await
     }
 
     async fn find(
@@ -183,7 +199,8 @@ impl DocStore for SqliteStore {
         q: &FindQuery,
     ) -> StoreResult<FindResult> {
         let (dt, q) = (dt.clone(), q.clone());
-        self.read(inst, move |c| query::find(c, &dt, &q)).await
+        self.read(inst, move |c, m| query::find(c, m, &dt, &q))
+            .await
     }
 
     async fn create_index(
@@ -193,13 +210,15 @@ impl DocStore for SqliteStore {
         def: IndexDef,
     ) -> StoreResult<IndexCreated> {
         let dt = dt.clone();
-        self.write(inst, move |c| write::create_index(c, &dt, def))
-            .await
+        self.write(inst, move |c, m| {
+            schema_change(m, write::create_index(c, &dt, def))
+        })
+        .await
     }
 
     async fn list_indexes(&self, inst: &InstanceId, dt: &Doctype) -> StoreResult<Vec<IndexDef>> {
         let dt = dt.clone();
-        self.read(inst, move |c| {
+        self.read(inst, move |c, _| {
             Ok(schema::indexes(c, &dt)?
                 .into_iter()
                 .map(|i| i.def)
@@ -210,26 +229,30 @@ impl DocStore for SqliteStore {
 
     async fn delete_index(&self, inst: &InstanceId, dt: &Doctype, ddoc: &str) -> StoreResult<()> {
         let (dt, ddoc) = (dt.clone(), ddoc.to_owned());
-        self.write(inst, move |c| write::delete_index(c, &dt, &ddoc))
-            .await
+        self.write(inst, move |c, m| {
+            schema_change(m, write::delete_index(c, &dt, &ddoc))
+        })
+        .await
     }
 
     async fn count(&self, inst: &InstanceId, dt: &Doctype) -> StoreResult<u64> {
         let dt = dt.clone();
-        self.read(inst, move |c| {
+        self.read(inst, move |c, _| {
             Ok(schema::table(c, &dt)?.map_or(0, |t| t.live))
         })
         .await
     }
 
     async fn doctypes(&self, inst: &InstanceId) -> StoreResult<Vec<Doctype>> {
-        self.read(inst, schema::doctypes).await
+        self.read(inst, |c, _| schema::doctypes(c)).await
     }
 
     async fn delete_doctype(&self, inst: &InstanceId, dt: &Doctype) -> StoreResult<()> {
         let dt = dt.clone();
-        self.write(inst, move |c| write::delete_doctype(c, &dt))
-            .await
+        self.write(inst, move |c, m| {
+            schema_change(m, write::delete_doctype(c, &dt))
+        })
+        .await
     }
 
     async fn destroy_instance(&self, inst: &InstanceId) -> StoreResult<()> {
@@ -239,7 +262,7 @@ impl DocStore for SqliteStore {
     }
 
     async fn health(&self) -> StoreResult<()> {
-        self.read(&InstanceId::global(), |c| {
+        self.read(&InstanceId::global(), |c, _| {
             c.query_row("SELECT 1", [], |_| Ok(()))
                 .map_err(StoreError::internal)
         })

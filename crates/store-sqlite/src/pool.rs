@@ -14,7 +14,10 @@ use hearth_core::InstanceId;
 use hearth_store::{StoreError, StoreResult};
 use rusqlite::Connection;
 
-use crate::{SqliteOptions, schema};
+use crate::{
+    SqliteOptions,
+    schema::{self, MetaCache},
+};
 
 /// At most this many idle reader connections are kept per database.
 const MAX_IDLE_READERS: usize = 4;
@@ -34,6 +37,7 @@ pub(crate) struct InstanceDb {
     writer: Mutex<Option<Connection>>,
     readers: Mutex<Vec<Connection>>,
     last_used: AtomicU64,
+    cache: MetaCache,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -82,6 +86,7 @@ impl Pool {
             writer: Mutex::new(None),
             readers: Mutex::new(Vec::new()),
             last_used: AtomicU64::new(now),
+            cache: MetaCache::default(),
         });
         open.insert(inst.clone(), db.clone());
         Ok(db)
@@ -158,7 +163,7 @@ impl InstanceDb {
     /// Runs `f` with the writer connection, opening it (and creating the schema) first.
     pub(crate) fn with_writer<T>(
         &self,
-        f: impl FnOnce(&mut Connection) -> StoreResult<T>,
+        f: impl FnOnce(&mut Connection, &MetaCache) -> StoreResult<T>,
     ) -> StoreResult<T> {
         let mut guard = lock(&self.writer);
         if guard.is_none() {
@@ -167,7 +172,7 @@ impl InstanceDb {
             *guard = Some(conn);
         }
         match guard.as_mut() {
-            Some(conn) => f(conn),
+            Some(conn) => f(conn, &self.cache),
             None => Err(StoreError::invalid("writer connection unavailable")),
         }
     }
@@ -175,18 +180,18 @@ impl InstanceDb {
     /// Runs `f` with a reader connection from this database's small pool.
     pub(crate) fn with_reader<T>(
         &self,
-        f: impl FnOnce(&Connection) -> StoreResult<T>,
+        f: impl FnOnce(&Connection, &MetaCache) -> StoreResult<T>,
     ) -> StoreResult<T> {
         let pooled = lock(&self.readers).pop();
         let conn = match pooled {
             Some(c) => c,
             None => {
                 // The schema is created by the writer; make sure it exists first.
-                self.with_writer(|_| Ok(()))?;
+                self.with_writer(|_, _| Ok(()))?;
                 self.open_connection()?
             }
         };
-        let out = f(&conn);
+        let out = f(&conn, &self.cache);
         let mut readers = lock(&self.readers);
         if readers.len() < MAX_IDLE_READERS {
             readers.push(conn);

@@ -7,19 +7,25 @@ use hearth_store::{
     AllDocs, AllDocsQuery, AllDocsRow, Change, Changes, ChangesQuery, ExecutionStats, FindResult,
     GetOptions, NotFoundReason, Since, StoreError, StoreResult, collate,
     mango::{Bookmark, Cond, Direction, FindQuery, Selector, project},
-    with_meta,
 };
 use rusqlite::{Connection, OptionalExtension, Row, ToSql, types::Value as SqlValue};
 use serde_json::Value;
 
-use crate::schema::{self, Index, Table, err};
+use crate::schema::{self, Index, MetaCache, Table, err};
+
+const NO_DATABASE: StoreError = StoreError::NotFound(NotFoundReason::NoDatabase);
 
 fn table_or_404(conn: &Connection, dt: &Doctype) -> StoreResult<Table> {
-    schema::table(conn, dt)?.ok_or(StoreError::NotFound(NotFoundReason::NoDatabase))
+    schema::table(conn, dt)?.ok_or(NO_DATABASE)
 }
 
-fn parse_body(data: &str) -> StoreResult<JsonMap> {
-    serde_json::from_str(data).map_err(StoreError::internal)
+fn table_name_or_404(conn: &Connection, cache: &MetaCache, dt: &Doctype) -> StoreResult<String> {
+    cache.table_name(conn, dt)?.ok_or(NO_DATABASE)
+}
+
+/// Parses a stored row into the document clients see.
+fn parse_doc(id: &str, rev: &str, body: &str, deleted: bool) -> StoreResult<JsonMap> {
+    serde_json::from_str(&schema::doc_json(id, rev, body, deleted)?).map_err(StoreError::internal)
 }
 
 fn parse_rev(rev: &str) -> StoreResult<Rev> {
@@ -28,15 +34,13 @@ fn parse_rev(rev: &str) -> StoreResult<Rev> {
 
 pub(crate) fn get(
     conn: &Connection,
+    cache: &MetaCache,
     dt: &Doctype,
     id: &str,
     opts: GetOptions,
 ) -> StoreResult<JsonMap> {
-    let table = table_or_404(conn, dt)?;
-    let sql = format!(
-        "SELECT rev, deleted, data, revs FROM {} WHERE id = ?1",
-        table.name()
-    );
+    let table = table_name_or_404(conn, cache, dt)?;
+    let sql = format!("SELECT rev, deleted, data, revs FROM {table} WHERE id = ?1");
     let row = conn
         .prepare_cached(&sql)
         .and_then(|mut s| {
@@ -55,11 +59,11 @@ pub(crate) fn get(
     if deleted {
         return Err(StoreError::NotFound(NotFoundReason::Deleted));
     }
-    let rev = parse_rev(&rev)?;
-    let mut doc = with_meta(id, &rev, parse_body(&data)?);
+    let mut doc = parse_doc(id, &rev, &data, false)?;
     if opts.revs {
-        let ids: Vec<Value> = revs
-            .split(' ')
+        let rev = parse_rev(&rev)?;
+        let ids: Vec<Value> = std::iter::once(rev.hash.as_str())
+            .chain(revs.split(' ').filter(|h| !h.is_empty()))
             .map(|h| Value::String(h.to_owned()))
             .collect();
         doc.insert(
@@ -81,7 +85,7 @@ pub(crate) fn all_docs(conn: &Connection, dt: &Doctype, q: &AllDocsQuery) -> Sto
         |(id, rev, deleted, data): (String, String, bool, String)| -> StoreResult<AllDocsRow> {
             let rev = parse_rev(&rev)?;
             let doc = if q.include_docs && !deleted {
-                Some(with_meta(&id, &rev, parse_body(&data)?))
+                Some(parse_doc(&id, &rev.to_string(), &data, false)?)
             } else {
                 None
             };
@@ -184,14 +188,10 @@ pub(crate) fn changes(conn: &Connection, dt: &Doctype, q: &ChangesQuery) -> Stor
     for row in rows {
         let (seq, id, rev, deleted, data) = row.map_err(err)?;
         let rev = parse_rev(&rev)?;
-        let doc = match (q.include_docs, deleted) {
-            (false, _) => None,
-            (true, false) => Some(with_meta(&id, &rev, parse_body(&data)?)),
-            (true, true) => {
-                let mut tomb = with_meta(&id, &rev, JsonMap::new());
-                tomb.insert("_deleted".into(), Value::Bool(true));
-                Some(tomb)
-            }
+        let doc = if q.include_docs {
+            Some(parse_doc(&id, &rev.to_string(), &data, deleted)?)
+        } else {
+            None
         };
         results.push(Change {
             id,
@@ -223,8 +223,6 @@ pub(crate) fn changes(conn: &Connection, dt: &Doctype, q: &ChangesQuery) -> Stor
 struct Plan {
     sql: String,
     args: Vec<SqlValue>,
-    /// Number of key columns selected after `id, rev, data` (for bookmarks).
-    key_columns: usize,
     /// Candidates come unordered and must be sorted by the query's sort keys.
     sort_in_memory: bool,
     index: Option<Index>,
@@ -234,7 +232,7 @@ struct Plan {
 const NO_INDEX_WARNING: &str = "No matching index found, create an index to optimize query time.";
 
 /// Chooses an index for the query, or none.
-fn choose_index(indexes: Vec<Index>, q: &FindQuery) -> (Option<Index>, Option<String>) {
+fn choose_index(indexes: &[Index], q: &FindQuery) -> (Option<Index>, Option<String>) {
     let conds = q.selector.required_conditions();
     let fits = |i: &Index| {
         i.def.fields.len() >= q.sort.len() && i.def.fields[..q.sort.len()] == q.sort[..]
@@ -262,10 +260,10 @@ fn choose_index(indexes: Vec<Index>, q: &FindQuery) -> (Option<Index>, Option<St
     }
     // Indexes with a partial filter are only used when asked for, as in CouchDB.
     let candidates = indexes
-        .into_iter()
+        .iter()
         .filter(|i| i.def.partial_filter_selector.is_none() && fits(i));
     if !q.sort.is_empty() {
-        let best = candidates.min_by_key(|i| i.def.fields.len());
+        let best = candidates.min_by_key(|i| i.def.fields.len()).cloned();
         let warning = best.is_none().then(|| NO_INDEX_WARNING.to_owned());
         return (best, warning);
     }
@@ -277,10 +275,10 @@ fn choose_index(indexes: Vec<Index>, q: &FindQuery) -> (Option<Index>, Option<St
             .count()
     };
     let best = candidates
-        .map(|i| (score(&i), i))
+        .map(|i| (score(i), i))
         .filter(|(s, _)| *s > 0)
         .max_by_key(|(s, _)| *s)
-        .map(|(_, i)| i);
+        .map(|(_, i)| i.clone());
     let warning = best.is_none().then(|| NO_INDEX_WARNING.to_owned());
     (best, warning)
 }
@@ -301,9 +299,9 @@ fn bounds_of(c: &Cond) -> Option<(Bound, Bound)> {
     })
 }
 
-fn plan(conn: &Connection, dt: &Doctype, table: &Table, q: &FindQuery) -> StoreResult<Plan> {
-    let name = table.name();
-    let (index, warning) = choose_index(schema::indexes(conn, dt)?, q);
+fn plan(conn: &Connection, cache: &MetaCache, dt: &Doctype, q: &FindQuery) -> StoreResult<Plan> {
+    let name = table_name_or_404(conn, cache, dt)?;
+    let (index, warning) = choose_index(&cache.indexes(conn, dt)?, q);
     let bookmark = q.bookmark.as_deref().map(Bookmark::decode).transpose()?;
     let Some(index) = index else {
         if !q.sort.is_empty() {
@@ -311,7 +309,6 @@ fn plan(conn: &Connection, dt: &Doctype, table: &Table, q: &FindQuery) -> StoreR
             return Ok(Plan {
                 sql,
                 args: Vec::new(),
-                key_columns: 0,
                 sort_in_memory: true,
                 index: None,
                 warning,
@@ -327,7 +324,6 @@ fn plan(conn: &Connection, dt: &Doctype, table: &Table, q: &FindQuery) -> StoreR
         return Ok(Plan {
             sql,
             args,
-            key_columns: 0,
             sort_in_memory: false,
             index: None,
             warning,
@@ -341,8 +337,7 @@ fn plan(conn: &Connection, dt: &Doctype, table: &Table, q: &FindQuery) -> StoreR
         .map(schema::key_expr)
         .collect::<StoreResult<Vec<_>>>()?;
     let mut sql = format!(
-        "SELECT id, rev, data, {} FROM {name} INDEXED BY {} WHERE deleted = 0",
-        exprs.join(", "),
+        "SELECT id, rev, data FROM {name} INDEXED BY {} WHERE deleted = 0",
         index.sql_name
     );
     let mut args = Vec::new();
@@ -400,7 +395,6 @@ fn plan(conn: &Connection, dt: &Doctype, table: &Table, q: &FindQuery) -> StoreR
     Ok(Plan {
         sql,
         args,
-        key_columns: exprs.len(),
         sort_in_memory: false,
         index: Some(index),
         warning,
@@ -421,9 +415,13 @@ fn tighter(current: Bound, new: Bound, lower: bool) -> Bound {
     }
 }
 
-pub(crate) fn explain_find(conn: &Connection, dt: &Doctype, q: &FindQuery) -> StoreResult<String> {
-    let table = table_or_404(conn, dt)?;
-    let plan = plan(conn, dt, &table, q)?;
+pub(crate) fn explain_find(
+    conn: &Connection,
+    cache: &MetaCache,
+    dt: &Doctype,
+    q: &FindQuery,
+) -> StoreResult<String> {
+    let plan = plan(conn, cache, dt, q)?;
     let mut stmt = conn
         .prepare(&format!("EXPLAIN QUERY PLAN {}", plan.sql))
         .map_err(err)?;
@@ -436,10 +434,14 @@ pub(crate) fn explain_find(conn: &Connection, dt: &Doctype, q: &FindQuery) -> St
     Ok(lines.join("\n"))
 }
 
-pub(crate) fn find(conn: &Connection, dt: &Doctype, q: &FindQuery) -> StoreResult<FindResult> {
+pub(crate) fn find(
+    conn: &Connection,
+    cache: &MetaCache,
+    dt: &Doctype,
+    q: &FindQuery,
+) -> StoreResult<FindResult> {
     let started = Instant::now();
-    let table = table_or_404(conn, dt)?;
-    let plan = plan(conn, dt, &table, q)?;
+    let plan = plan(conn, cache, dt, q)?;
     let partial = match plan
         .index
         .as_ref()
@@ -462,15 +464,10 @@ pub(crate) fn find(conn: &Connection, dt: &Doctype, q: &FindQuery) -> StoreResul
         if !plan.sort_in_memory && matched.len() >= limit {
             break;
         }
-        let id: String = row.get(0).map_err(err)?;
-        let rev = parse_rev(
-            &row.get_ref(1)
-                .and_then(|v| Ok(v.as_str()?.to_owned()))
-                .map_err(err)?,
-        )?;
-        let body = parse_body(row.get_ref(2).and_then(|v| Ok(v.as_str()?)).map_err(err)?)?;
+        let text = |i| row.get_ref(i).and_then(|v| Ok(v.as_str()?)).map_err(err);
+        let json = schema::doc_json(text(0)?, text(1)?, text(2)?, false)?;
+        let doc: Value = serde_json::from_str(&json).map_err(StoreError::internal)?;
         stats.total_docs_examined += 1;
-        let doc = Value::Object(with_meta(&id, &rev, body));
         if !q.selector.matches(&doc) || partial.as_ref().is_some_and(|p| !p.matches(&doc)) {
             continue;
         }
@@ -481,10 +478,8 @@ pub(crate) fn find(conn: &Connection, dt: &Doctype, q: &FindQuery) -> StoreResul
                 None => continue,
             }
         } else {
-            (0..plan.key_columns)
-                .map(|i| row.get::<_, Vec<u8>>(3 + i))
-                .collect::<Result<_, _>>()
-                .map_err(err)?
+            // Index order: the keys are only needed for the last document's bookmark.
+            Vec::new()
         };
         if !plan.sort_in_memory && skipped < q.skip {
             skipped += 1;
@@ -509,17 +504,27 @@ pub(crate) fn find(conn: &Connection, dt: &Doctype, q: &FindQuery) -> StoreResul
         }
         matched = matched.into_iter().skip(q.skip).take(limit).collect();
     }
+    let index_fields = plan
+        .index
+        .as_ref()
+        .map(|i| i.def.fields.as_slice())
+        .unwrap_or_default();
     let bookmark = matched.last().map_or_else(String::new, |(keys, doc)| {
+        // `couch_key(data -> path)` is exactly the sort key of the value at `path`.
+        let keys = if keys.is_empty() {
+            index_fields
+                .iter()
+                .map(|f| collate::sort_key_opt(f.get_in(doc)))
+                .collect()
+        } else {
+            keys.clone()
+        };
         let id = doc
             .get("_id")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        Bookmark {
-            keys: keys.clone(),
-            id,
-        }
-        .encode()
+        Bookmark { keys, id }.encode()
     });
     let docs: Vec<JsonMap> = match &q.fields {
         Some(fields) => matched

@@ -5,7 +5,11 @@
 //! SQL text. Mango indexes are expression indexes over `couch_key(...)`, a function
 //! that maps a JSON value to its CouchDB collation key.
 
-use std::path::Path;
+use std::{
+    collections::HashMap,
+    path::Path,
+    sync::{Arc, Mutex, MutexGuard},
+};
 
 use hearth_core::{Doctype, JsonMap};
 use hearth_store::{
@@ -20,6 +24,17 @@ pub(crate) fn err(e: rusqlite::Error) -> StoreError {
     StoreError::internal(e)
 }
 
+/// The pragmas of every connection: WAL (readers never wait for the writer), the
+/// chosen durability, and reads through a memory map (no copy per page read; the map
+/// only reserves address space).
+pub fn pragmas(synchronous_full: bool) -> String {
+    let sync = if synchronous_full { "FULL" } else { "NORMAL" };
+    format!(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA foreign_keys=OFF; \
+         PRAGMA mmap_size=268435456; PRAGMA cache_size=-16384;"
+    )
+}
+
 /// Opens a connection with Hearth's pragmas and the `couch_key` function.
 pub(crate) fn open(path: &Path, synchronous_full: bool) -> StoreResult<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -28,11 +43,8 @@ pub(crate) fn open(path: &Path, synchronous_full: bool) -> StoreResult<Connectio
     let conn = Connection::open_with_flags(path, flags).map_err(err)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(err)?;
-    let sync = if synchronous_full { "FULL" } else { "NORMAL" };
-    conn.execute_batch(&format!(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA foreign_keys=OFF;"
-    ))
-    .map_err(err)?;
+    conn.execute_batch(&pragmas(synchronous_full))
+        .map_err(err)?;
     conn.set_prepared_statement_cache_capacity(64);
     register_functions(&conn)?;
     Ok(conn)
@@ -60,7 +72,7 @@ pub(crate) fn register_functions(conn: &Connection) -> StoreResult<()> {
 pub(crate) fn init(conn: &Connection) -> StoreResult<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS doctypes (
-            n INTEGER PRIMARY KEY,
+            n INTEGER PRIMARY KEY AUTOINCREMENT,
             name TEXT NOT NULL UNIQUE,
             last_seq INTEGER NOT NULL DEFAULT 0,
             live INTEGER NOT NULL DEFAULT 0
@@ -222,4 +234,98 @@ pub(crate) fn key_expr(path: &FieldPath) -> StoreResult<String> {
         json_path.push('"');
     }
     Ok(format!("couch_key(data -> '{json_path}')"))
+}
+
+/// The JSON of a document as clients see it: the stored body with `_id` and `_rev`
+/// first (and `_deleted` for a tombstone), spliced as text so it is parsed only once.
+pub(crate) fn doc_json(id: &str, rev: &str, body: &str, deleted: bool) -> StoreResult<String> {
+    let id = serde_json::to_string(id).map_err(StoreError::internal)?;
+    let mut out = String::with_capacity(body.len() + id.len() + 64);
+    out.push_str("{\"_id\":");
+    out.push_str(&id);
+    out.push_str(",\"_rev\":\"");
+    out.push_str(rev);
+    out.push('"');
+    if deleted {
+        out.push_str(",\"_deleted\":true}");
+    } else if body.len() > 2 {
+        out.push(',');
+        out.push_str(&body[1..]);
+    } else {
+        out.push('}');
+    }
+    Ok(out)
+}
+
+/// What readers look up on every call, cached per database: doctype → table number,
+/// doctype → Mango indexes. Schema changes call [`MetaCache::invalidate`] after they
+/// commit; a generation number keeps a reader that looked up the old schema from
+/// caching it after the invalidation. Table numbers are never reused (AUTOINCREMENT).
+#[derive(Default)]
+pub(crate) struct MetaCache {
+    inner: Mutex<MetaInner>,
+}
+
+#[derive(Default)]
+struct MetaInner {
+    generation: u64,
+    tables: HashMap<String, i64>,
+    indexes: HashMap<String, Arc<Vec<Index>>>,
+}
+
+impl MetaCache {
+    fn lock(&self) -> MutexGuard<'_, MetaInner> {
+        // The maps stay consistent whatever panicked while the lock was held.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The table name of a doctype, if it exists.
+    pub(crate) fn table_name(
+        &self,
+        conn: &Connection,
+        dt: &Doctype,
+    ) -> StoreResult<Option<String>> {
+        let generation = {
+            let inner = self.lock();
+            if let Some(n) = inner.tables.get(dt.as_str()) {
+                return Ok(Some(format!("dt_{n}")));
+            }
+            inner.generation
+        };
+        let Some(t) = table(conn, dt)? else {
+            return Ok(None);
+        };
+        let mut inner = self.lock();
+        if inner.generation == generation {
+            inner.tables.insert(dt.as_str().to_owned(), t.n);
+        }
+        Ok(Some(t.name()))
+    }
+
+    /// The Mango indexes of a doctype.
+    pub(crate) fn indexes(&self, conn: &Connection, dt: &Doctype) -> StoreResult<Arc<Vec<Index>>> {
+        let generation = {
+            let inner = self.lock();
+            if let Some(i) = inner.indexes.get(dt.as_str()) {
+                return Ok(i.clone());
+            }
+            inner.generation
+        };
+        let found = Arc::new(indexes(conn, dt)?);
+        let mut inner = self.lock();
+        if inner.generation == generation {
+            inner.indexes.insert(dt.as_str().to_owned(), found.clone());
+        }
+        Ok(found)
+    }
+
+    /// Forgets everything; called after a schema change commits.
+    pub(crate) fn invalidate(&self) {
+        let mut inner = self.lock();
+        inner.generation += 1;
+        inner.tables.clear();
+        inner.indexes.clear();
+    }
 }

@@ -6,7 +6,8 @@ use hearth_store::{
     split_doc,
 };
 use rusqlite::{
-    Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params,
+    CachedStatement, Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior,
+    params,
 };
 
 use crate::schema::{self, Table, err};
@@ -19,7 +20,7 @@ pub(crate) fn put(conn: &mut Connection, dt: &Doctype, doc: JsonMap) -> StoreRes
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(err)?;
     let mut batch = Batch::start(&tx, dt)?;
-    let written = batch.put(&tx, doc)?;
+    let written = batch.put(doc)?;
     batch.finish(&tx)?;
     tx.commit().map_err(err)?;
     Ok(written)
@@ -39,7 +40,7 @@ pub(crate) fn bulk(
     let mut failed = false;
     for doc in docs {
         let id = doc.get("_id").and_then(|v| v.as_str()).map(str::to_owned);
-        match batch.put(&tx, doc) {
+        match batch.put(doc) {
             Ok(w) => results.push(BulkResult::Ok(w)),
             Err(StoreError::Internal(e)) => return Err(StoreError::Internal(e)),
             Err(e) => {
@@ -54,6 +55,8 @@ pub(crate) fn bulk(
         }
     }
     if failed && all_or_nothing {
+        // Dropping the transaction rolls it back.
+        drop(batch);
         drop(tx);
         return Ok(results
             .into_iter()
@@ -72,10 +75,13 @@ pub(crate) fn bulk(
     Ok(results)
 }
 
-/// The state of one doctype during a write transaction: its sequence and live count.
-struct Batch {
+/// One doctype during a write transaction: its prepared statements, sequence and live
+/// count (written back by [`Batch::finish`]).
+struct Batch<'t> {
     table: Table,
-    name: String,
+    select: CachedStatement<'t>,
+    insert: CachedStatement<'t>,
+    update: CachedStatement<'t>,
     seq: u64,
     live: i64,
 }
@@ -86,11 +92,21 @@ struct Existing {
     revs: String,
 }
 
-impl Batch {
-    fn start(tx: &Transaction<'_>, dt: &Doctype) -> StoreResult<Self> {
+impl<'t> Batch<'t> {
+    fn start(tx: &'t Transaction<'_>, dt: &Doctype) -> StoreResult<Self> {
         let table = schema::ensure_table(tx, dt)?;
+        let name = table.name();
+        let prepare = |sql: String| tx.prepare_cached(&sql).map_err(err);
         Ok(Self {
-            name: table.name(),
+            select: prepare(format!(
+                "SELECT rev, deleted, revs FROM {name} WHERE id = ?1"
+            ))?,
+            insert: prepare(format!(
+                "INSERT INTO {name} (seq, id, rev, deleted, data, revs) VALUES (?1, ?2, ?3, 0, ?4, '')"
+            ))?,
+            update: prepare(format!(
+                "UPDATE {name} SET seq = ?1, rev = ?2, deleted = ?3, data = ?4, revs = ?5 WHERE id = ?6"
+            ))?,
             seq: table.last_seq,
             live: table.live as i64,
             table,
@@ -98,28 +114,28 @@ impl Batch {
     }
 
     fn finish(self, tx: &Transaction<'_>) -> StoreResult<()> {
-        if self.seq != self.table.last_seq || self.live != self.table.live as i64 {
+        let Self {
+            table, seq, live, ..
+        } = self;
+        if seq != table.last_seq || live != table.live as i64 {
             tx.prepare_cached("UPDATE doctypes SET last_seq = ?1, live = ?2 WHERE n = ?3")
-                .and_then(|mut s| s.execute(params![self.seq as i64, self.live, self.table.n]))
+                .and_then(|mut s| s.execute(params![seq as i64, live, table.n]))
                 .map_err(err)?;
         }
         Ok(())
     }
 
-    fn existing(&self, tx: &Transaction<'_>, id: &str) -> StoreResult<Option<Existing>> {
-        let sql = format!("SELECT rev, deleted, revs FROM {} WHERE id = ?1", self.name);
-        let row = tx
-            .prepare_cached(&sql)
-            .and_then(|mut s| {
-                s.query_row([id], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, bool>(1)?,
-                        r.get::<_, String>(2)?,
-                    ))
-                })
-                .optional()
+    fn existing(&mut self, id: &str) -> StoreResult<Option<Existing>> {
+        let row = self
+            .select
+            .query_row([id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, bool>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
             })
+            .optional()
             .map_err(err)?;
         row.map(|(rev, deleted, revs)| {
             Ok(Existing {
@@ -132,7 +148,7 @@ impl Batch {
     }
 
     /// Writes one document, as `DocStore::put` describes.
-    fn put(&mut self, tx: &Transaction<'_>, doc: JsonMap) -> StoreResult<Written> {
+    fn put(&mut self, doc: JsonMap) -> StoreResult<Written> {
         let (id, rev_in, deleted, body) = split_doc(doc)?;
         let generated = id.is_none();
         let id = id.unwrap_or_else(new_doc_id);
@@ -141,7 +157,7 @@ impl Batch {
                 "Only reserved document ids may start with underscore.",
             ));
         }
-        let data = if deleted {
+        let body = if deleted {
             "{}".to_owned()
         } else {
             serde_json::to_string(&body).map_err(StoreError::internal)?
@@ -149,14 +165,21 @@ impl Batch {
 
         // A new document without a revision: try the insert first, it is the common case.
         if rev_in.is_none() && !deleted {
-            let rev = Rev::next(None, false, data.as_bytes());
-            match self.insert(tx, &id, &rev, &data) {
-                Ok(()) => return Ok(Written { id, rev }),
+            let rev = Rev::next(None, false, body.as_bytes());
+            let inserted =
+                self.insert
+                    .execute(params![(self.seq + 1) as i64, id, rev.to_string(), body]);
+            match inserted {
+                Ok(_) => {
+                    self.seq += 1;
+                    self.live += 1;
+                    return Ok(Written { id, rev });
+                }
                 Err(e) if generated || !is_unique_violation(&e) => return Err(err(e)),
                 Err(_) => {} // The id exists: a tombstone may be revived below.
             }
         }
-        let existing = self.existing(tx, &id)?;
+        let existing = self.existing(&id)?;
         let prev = match (&existing, &rev_in) {
             (None, None) => return Err(StoreError::NotFound(NotFoundReason::Missing)),
             (None, Some(_)) => return Err(StoreError::Conflict),
@@ -173,50 +196,21 @@ impl Batch {
             }
             (Some(_), Some(_)) => return Err(StoreError::Conflict),
         };
-        let rev = Rev::next(Some(&prev.rev), deleted, data.as_bytes());
-        let revs = history(&rev, &prev.revs);
-        self.seq += 1;
-        let sql = format!(
-            "UPDATE {} SET seq = ?1, rev = ?2, deleted = ?3, data = ?4, revs = ?5 WHERE id = ?6",
-            self.name
-        );
-        tx.prepare_cached(&sql)
-            .and_then(|mut s| {
-                s.execute(params![
-                    self.seq as i64,
-                    rev.to_string(),
-                    deleted,
-                    data,
-                    revs,
-                    id
-                ])
-            })
+        let rev = Rev::next(Some(&prev.rev), deleted, body.as_bytes());
+        let revs = history(&prev.rev, &prev.revs);
+        self.update
+            .execute(params![
+                (self.seq + 1) as i64,
+                rev.to_string(),
+                deleted,
+                body,
+                revs,
+                id
+            ])
             .map_err(err)?;
+        self.seq += 1;
         self.live += i64::from(prev.deleted) - i64::from(deleted);
         Ok(Written { id, rev })
-    }
-
-    fn insert(
-        &mut self,
-        tx: &Transaction<'_>,
-        id: &str,
-        rev: &Rev,
-        data: &str,
-    ) -> Result<(), rusqlite::Error> {
-        let sql = format!(
-            "INSERT INTO {} (seq, id, rev, deleted, data, revs) VALUES (?1, ?2, ?3, 0, ?4, ?5)",
-            self.name
-        );
-        tx.prepare_cached(&sql)?.execute(params![
-            (self.seq + 1) as i64,
-            id,
-            rev.to_string(),
-            data,
-            rev.hash
-        ])?;
-        self.seq += 1;
-        self.live += 1;
-        Ok(())
     }
 }
 
@@ -224,14 +218,15 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::ConstraintViolation)
 }
 
-/// The revision history after `rev`: its hash, then the previous ones, newest first.
-fn history(rev: &Rev, previous: &str) -> String {
-    let mut out = String::with_capacity(33 + previous.len());
-    out.push_str(&rev.hash);
-    for h in previous
+/// The stored history of an updated document: the hashes of the revisions before the
+/// new one, newest first (the new revision's own hash is in the `rev` column).
+fn history(prev: &Rev, older: &str) -> String {
+    let mut out = String::with_capacity(33 + older.len());
+    out.push_str(&prev.hash);
+    for h in older
         .split(' ')
         .filter(|h| !h.is_empty())
-        .take(REVS_LIMIT - 1)
+        .take(REVS_LIMIT - 2)
     {
         out.push(' ');
         out.push_str(h);

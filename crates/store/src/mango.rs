@@ -261,7 +261,9 @@ fn parse_operator(op: &str, arg: &Value) -> StoreResult<Cond> {
             Some("array") => JsonType::Array,
             Some("object") => JsonType::Object,
             _ => {
-                return invalid("$type expects one of null, boolean, number, string, array, object");
+                return invalid(
+                    "$type expects one of null, boolean, number, string, array, object",
+                );
             }
         }),
         "$size" => match arg.as_u64() {

@@ -279,23 +279,40 @@ pub trait DocStore: Send + Sync + 'static {
 /// The special members `_id`, `_rev`, `_deleted`, `_revisions` and `_type` (added to
 /// responses by the HTTP layer) are removed from the body.
 pub fn split_doc(mut doc: JsonMap) -> StoreResult<(Option<String>, Option<Rev>, bool, JsonMap)> {
-    let id = match doc.remove("_id") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if !s.is_empty() => Some(s),
-        Some(_) => return Err(StoreError::invalid("_id must be a non-empty string")),
+    let (mut id, mut rev, mut deleted) = (Value::Null, Value::Null, Value::Null);
+    // One pass over the members, keeping the order of the others.
+    if doc.keys().any(|k| k.starts_with('_')) {
+        doc.retain(|k, v| match k.as_str() {
+            "_id" => {
+                id = v.take();
+                false
+            }
+            "_rev" => {
+                rev = v.take();
+                false
+            }
+            "_deleted" => {
+                deleted = v.take();
+                false
+            }
+            "_revisions" | "_type" => false,
+            _ => true,
+        });
+    }
+    let id = match id {
+        Value::Null => None,
+        Value::String(s) if !s.is_empty() => Some(s),
+        _ => return Err(StoreError::invalid("_id must be a non-empty string")),
     };
-    let rev = match doc.remove("_rev") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(
+    let rev = match rev {
+        Value::Null => None,
+        Value::String(s) => Some(
             s.parse::<Rev>()
                 .map_err(|e| StoreError::invalid(e.to_string()))?,
         ),
-        Some(_) => return Err(StoreError::invalid("_rev must be a string")),
+        _ => return Err(StoreError::invalid("_rev must be a string")),
     };
-    let deleted = matches!(doc.remove("_deleted"), Some(Value::Bool(true)));
-    doc.remove("_revisions");
-    doc.remove("_type");
-    Ok((id, rev, deleted, doc))
+    Ok((id, rev, deleted == Value::Bool(true), doc))
 }
 
 /// Puts `_id` and `_rev` first in a stored body, as clients expect.

@@ -793,6 +793,12 @@ pub async fn delete_doctype_and_destroy_instance(s: Store) {
         Err(StoreError::NotFound(_))
     ));
     s.put(&i, &t, obj(json!({"_id": "a"}))).await.unwrap();
+    // Recreated, the doctype is empty but for the new document (no stale cached schema).
+    assert_eq!(
+        s.get(&i, &t, "a", GetOptions::default()).await.unwrap()["_id"],
+        "a"
+    );
+    assert_eq!(s.count(&i, &t).await.unwrap(), 1);
     s.destroy_instance(&i).await.unwrap();
     s.destroy_instance(&i).await.unwrap();
     assert!(s.doctypes(&i).await.unwrap().is_empty());

@@ -1,0 +1,65 @@
+//! `hearth-bench`: each scenario runs beside its baseline, in the same process, on the
+//! same disk, and the ratio (Hearth time / baseline time) is printed.
+//!
+//! Run with `cargo run --release -p hearth-bench -- store [--docs N]`.
+
+mod store;
+
+// The allocator Hearth itself uses, so both sides of each comparison share it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use std::time::Duration;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let scenario = args.first().map(String::as_str).unwrap_or("store");
+    match scenario {
+        "store" => {
+            let docs = flag(&args, "--docs").unwrap_or(100_000);
+            store::run(docs)
+        }
+        other => anyhow::bail!("unknown scenario {other:?} (known: store)"),
+    }
+}
+
+fn flag(args: &[String], name: &str) -> Option<usize> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// One line of the results table.
+pub(crate) struct Row {
+    pub scenario: String,
+    pub ops: usize,
+    pub ours: Duration,
+    pub baseline: Duration,
+}
+
+pub(crate) fn print_table(title: &str, baseline_name: &str, rows: &[Row]) {
+    println!("\n{title}");
+    println!("| scenario | ops | Hearth | {baseline_name} | ratio |");
+    println!("|---|---:|---:|---:|---:|");
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {} | {:.2}x |",
+            r.scenario,
+            r.ops,
+            human(r.ours, r.ops),
+            human(r.baseline, r.ops),
+            r.ours.as_secs_f64() / r.baseline.as_secs_f64()
+        );
+    }
+}
+
+fn human(d: Duration, ops: usize) -> String {
+    let per = d.as_secs_f64() / ops.max(1) as f64;
+    let per = if per < 1e-3 {
+        format!("{:.1} µs/op", per * 1e6)
+    } else {
+        format!("{:.2} ms/op", per * 1e3)
+    };
+    format!("{:.3} s ({per})", d.as_secs_f64())
+}

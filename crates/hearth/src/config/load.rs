@@ -1,0 +1,875 @@
+//! Loading: layering defaults, the file, `HEARTH_*` variables and flags, and validation.
+//!
+//! The layers are merged as YAML trees before one deserialization, so that every layer
+//! is checked by the same serde code and an error names the key (via
+//! `serde_path_to_error`) and the layer that set it. The default configuration's tree
+//! gives the shape: a non-empty mapping there is a section whose keys are known, and
+//! anything else (scalars, and the free-form `contexts` / `registries` maps) is a leaf.
+//! Each leaf `a.b_c` can be set by the variable `HEARTH_A_B_C`, or read from the file
+//! named by `HEARTH_A_B_C_FILE` (meant for secrets).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_norway::{Mapping, Value};
+
+use super::{Backends, Config, DEFAULT_DATA_DIR, parse_database_url, parse_fs_url};
+
+/// A configuration that cannot be used; the message names the layer and the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Where a configuration value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    File(PathBuf),
+    /// The variable's name (`HEARTH_PORT`, or `HEARTH_MAIL_PASSWORD_FILE`).
+    Env(String),
+    /// The flag's name (`--port`).
+    Flag(&'static str),
+}
+
+impl Source {
+    /// The label `config show` prints next to a value.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Default => "default".into(),
+            Self::File(path) => format!("file {}", path.display()),
+            Self::Env(var) => format!("env {var}"),
+            Self::Flag(flag) => format!("flag {flag}"),
+        }
+    }
+}
+
+/// How an error message starts: the file, variable or flag at fault.
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Default => f.write_str("default configuration"),
+            Self::File(path) => write!(f, "{}", path.display()),
+            Self::Env(var) => f.write_str(var),
+            Self::Flag(flag) => f.write_str(flag),
+        }
+    }
+}
+
+/// The source of every value that is not a default, by key path (`admin.port`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sources(BTreeMap<String, Source>);
+
+impl Sources {
+    /// The source of a key: its own, or that of the closest section set as a whole.
+    pub fn get(&self, path: &str) -> &Source {
+        let mut path = path;
+        loop {
+            if let Some(source) = self.0.get(path) {
+                return source;
+            }
+            match path.rfind(['.', '[']) {
+                Some(i) => path = &path[..i],
+                None => return &Source::Default,
+            }
+        }
+    }
+
+    fn set(&mut self, path: &[String], source: Source) {
+        let key = path.join(".");
+        // A section set as a whole replaces whatever was recorded beneath it.
+        let prefix = format!("{key}.");
+        self.0.retain(|k, _| !k.starts_with(&prefix));
+        self.0.insert(key, source);
+    }
+}
+
+/// Values given on the command line (`hearth serve --port …`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub admin_host: Option<String>,
+    pub admin_port: Option<u16>,
+    pub data_dir: Option<PathBuf>,
+    pub fs_url: Option<String>,
+    pub database_url: Option<String>,
+    pub log_level: Option<String>,
+}
+
+impl Overrides {
+    /// `(key path, flag, value)` for every flag given.
+    fn entries(&self) -> Vec<(&'static str, &'static str, Value)> {
+        let text = |v: &Option<String>| v.as_ref().map(|s| Value::String(s.clone()));
+        let port = |v: Option<u16>| v.map(|p| Value::Number(p.into()));
+        let path = |v: &Option<PathBuf>| v.as_ref().map(|p| Value::String(p.display().to_string()));
+        [
+            ("host", "--host", text(&self.host)),
+            ("port", "--port", port(self.port)),
+            ("admin.host", "--admin-host", text(&self.admin_host)),
+            ("admin.port", "--admin-port", port(self.admin_port)),
+            ("data_dir", "--data-dir", path(&self.data_dir)),
+            ("fs.url", "--fs-url", text(&self.fs_url)),
+            ("database.url", "--database-url", text(&self.database_url)),
+            ("log.level", "--log-level", text(&self.log_level)),
+        ]
+        .into_iter()
+        .filter_map(|(key, flag, value)| value.map(|v| (key, flag, v)))
+        .collect()
+    }
+}
+
+/// Everything [`load`] reads, so that tests can pass it in rather than touch the process.
+#[derive(Debug, Clone, Default)]
+pub struct LoadInput {
+    /// A file given with `--config`: it must exist.
+    pub file: Option<PathBuf>,
+    /// Files tried in order when `file` is `None`; none found means defaults.
+    pub search: Vec<PathBuf>,
+    /// Environment variables; only `HEARTH_*` ones are used.
+    pub env: Vec<(String, String)>,
+    pub flags: Overrides,
+}
+
+impl LoadInput {
+    /// The process' environment and the usual file locations.
+    pub fn from_process(file: Option<PathBuf>, flags: Overrides) -> Self {
+        let env = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .filter(|(k, _)| k.starts_with("HEARTH_"))
+            .collect();
+        Self {
+            file,
+            search: default_search_paths(),
+            env,
+            flags,
+        }
+    }
+}
+
+/// `./hearth.yaml`, `~/.hearth.yaml`, `/etc/hearth/hearth.yaml`.
+pub fn default_search_paths() -> Vec<PathBuf> {
+    let mut paths = vec![PathBuf::from("hearth.yaml")];
+    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        paths.push(Path::new(&home).join(".hearth.yaml"));
+    }
+    paths.push(PathBuf::from("/etc/hearth/hearth.yaml"));
+    paths
+}
+
+/// A checked configuration, with where each value came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub sources: Sources,
+    /// The file read, if any.
+    pub file: Option<PathBuf>,
+    pub backends: Backends,
+    /// Things worth logging that do not stop the server (a mistyped variable name).
+    pub warnings: Vec<String>,
+}
+
+impl Loaded {
+    /// An error about one key, prefixed with the layer that set it.
+    pub fn error_at(&self, key: &str, message: impl fmt::Display) -> ConfigError {
+        error_at(&self.sources, key, message)
+    }
+}
+
+/// Loads and validates the configuration.
+pub fn load(input: &LoadInput) -> Result<Loaded, ConfigError> {
+    let file = read_file(input)?;
+    // The derived defaults (database, files, outbox) depend on the data directory,
+    // which any layer may set: find it first, then layer again on the right defaults.
+    let (first, _) = layer(
+        &Config::defaults(Path::new(DEFAULT_DATA_DIR)),
+        file.as_ref(),
+        input,
+    )?;
+    let defaults = Config::defaults(&first.data_dir);
+    let (config, sources) = layer(&defaults, file.as_ref(), input)?;
+    let mut loaded = validate(config, sources, file.map(|(path, _)| path))?;
+    loaded.warnings = unknown_env_vars(&defaults, &input.env);
+    Ok(loaded)
+}
+
+/// `HEARTH_*` variables that set no key: most likely typos, worth a warning.
+fn unknown_env_vars(defaults: &Config, env: &[(String, String)]) -> Vec<String> {
+    let Ok(shape) = serde_norway::to_value(defaults) else {
+        return Vec::new();
+    };
+    let mut leaves = Vec::new();
+    collect_leaves(&shape, &mut Vec::new(), &mut leaves);
+    let known: Vec<String> = leaves
+        .iter()
+        .map(|(path, _)| env_name(&path.join(".")))
+        .collect();
+    let mut unknown: Vec<String> = env
+        .iter()
+        .map(|(name, _)| name)
+        .filter(|name| name.starts_with("HEARTH_") && !NOT_CONFIG_KEYS.contains(&name.as_str()))
+        .filter(|name| {
+            let base = name.strip_suffix("_FILE").unwrap_or(name);
+            !known.iter().any(|k| k == *name || k == base)
+        })
+        .map(|name| format!("{name} is not a configuration variable; it is ignored"))
+        .collect();
+    unknown.sort();
+    unknown.dedup();
+    unknown
+}
+
+/// `HEARTH_*` variables read by the command line rather than the configuration.
+const NOT_CONFIG_KEYS: &[&str] = &["HEARTH_CONFIG"];
+
+/// The name of the variable that sets a key: `admin.port` → `HEARTH_ADMIN_PORT`.
+pub fn env_name(path: &str) -> String {
+    format!("HEARTH_{}", path.replace('.', "_").to_ascii_uppercase())
+}
+
+fn error_at(sources: &Sources, key: &str, message: impl fmt::Display) -> ConfigError {
+    ConfigError(format!("{}: {key}: {message}", sources.get(key)))
+}
+
+fn read_file(input: &LoadInput) -> Result<Option<(PathBuf, Value)>, ConfigError> {
+    let path = match &input.file {
+        Some(path) => path.clone(),
+        None => match input.search.iter().find(|p| p.is_file()) {
+            Some(path) => path.clone(),
+            None => return Ok(None),
+        },
+    };
+    // Messages and `config show` name the file in full, whatever the working directory.
+    let path = std::path::absolute(&path).unwrap_or(path);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        ConfigError(format!(
+            "{}: cannot read the configuration file: {e}",
+            path.display()
+        ))
+    })?;
+    let mut value: Value = serde_norway::from_str(&text)
+        .map_err(|e| ConfigError(format!("{}: invalid YAML: {e}", path.display())))?;
+    value
+        .apply_merge()
+        .map_err(|e| ConfigError(format!("{}: invalid YAML: {e}", path.display())))?;
+    let value = match value {
+        Value::Null => Value::Mapping(Mapping::new()),
+        Value::Mapping(_) => value,
+        other => {
+            return Err(ConfigError(format!(
+                "{}: expected a mapping of configuration keys, found {}",
+                path.display(),
+                kind(&other)
+            )));
+        }
+    };
+    Ok(Some((path, value)))
+}
+
+/// Merges the layers over `defaults` and deserializes the result.
+fn layer(
+    defaults: &Config,
+    file: Option<&(PathBuf, Value)>,
+    input: &LoadInput,
+) -> Result<(Config, Sources), ConfigError> {
+    let shape = serde_norway::to_value(defaults)
+        .map_err(|e| ConfigError(format!("default configuration: {e}")))?;
+    let mut tree = shape.clone();
+    let mut sources = Sources::default();
+    if let Some((path, value)) = file {
+        overlay_file(
+            &mut tree,
+            &shape,
+            value,
+            &mut Vec::new(),
+            path,
+            &mut sources,
+        )?;
+    }
+    overlay_env(&mut tree, &shape, &input.env, &mut sources)?;
+    for (key, flag, value) in input.flags.entries() {
+        let path: Vec<String> = key.split('.').map(str::to_owned).collect();
+        set(&mut tree, &path, value);
+        sources.set(&path, Source::Flag(flag));
+    }
+    let config = serde_path_to_error::deserialize::<_, Config>(tree).map_err(|e| {
+        let path = e.path().to_string();
+        let source = sources.get(&path);
+        if path == "." {
+            ConfigError(format!("{source}: {}", e.inner()))
+        } else {
+            ConfigError(format!("{source}: {path}: {}", e.inner()))
+        }
+    })?;
+    Ok((config, sources))
+}
+
+/// Whether a node of the default tree is a section (a struct) rather than a leaf.
+fn is_section(shape: &Value) -> bool {
+    matches!(shape, Value::Mapping(m) if !m.is_empty())
+}
+
+fn overlay_file(
+    tree: &mut Value,
+    shape: &Value,
+    layer: &Value,
+    path: &mut Vec<String>,
+    file: &Path,
+    sources: &mut Sources,
+) -> Result<(), ConfigError> {
+    match (shape, layer) {
+        // `admin:` with every key commented out leaves the section alone.
+        (Value::Mapping(_), Value::Null) if is_section(shape) => Ok(()),
+        (Value::Mapping(known), Value::Mapping(given)) if is_section(shape) => {
+            for (key, value) in given {
+                let Some(key) = key.as_str() else {
+                    return Err(ConfigError(format!(
+                        "{}: keys must be strings, found {}{}",
+                        file.display(),
+                        kind(key),
+                        in_section(path)
+                    )));
+                };
+                let Some(sub_shape) = known.get(key) else {
+                    let expected: Vec<&str> = known.keys().filter_map(Value::as_str).collect();
+                    let mut full = path.clone();
+                    full.push(key.to_owned());
+                    return Err(ConfigError(format!(
+                        "{}: unknown key {:?} (expected one of {})",
+                        file.display(),
+                        full.join("."),
+                        expected.join(", ")
+                    )));
+                };
+                let Some(sub_tree) = tree.get_mut(key) else {
+                    // The tree starts as a copy of the shape, so a known key is there.
+                    continue;
+                };
+                path.push(key.to_owned());
+                overlay_file(sub_tree, sub_shape, value, path, file, sources)?;
+                path.pop();
+            }
+            Ok(())
+        }
+        _ => {
+            *tree = coerce(shape, layer.clone());
+            sources.set(path, Source::File(file.to_path_buf()));
+            Ok(())
+        }
+    }
+}
+
+fn in_section(path: &[String]) -> String {
+    if path.is_empty() {
+        String::new()
+    } else {
+        format!(" in {}", path.join("."))
+    }
+}
+
+fn overlay_env(
+    tree: &mut Value,
+    shape: &Value,
+    env: &[(String, String)],
+    sources: &mut Sources,
+) -> Result<(), ConfigError> {
+    let env: HashMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut leaves = Vec::new();
+    collect_leaves(shape, &mut Vec::new(), &mut leaves);
+    for (path, leaf) in leaves {
+        let name = env_name(&path.join("."));
+        let file_var = format!("{name}_FILE");
+        let (raw, var) = match (env.get(name.as_str()), env.get(file_var.as_str())) {
+            (None, None) => continue,
+            (Some(value), None) => ((*value).to_owned(), name),
+            (None, Some(file)) => {
+                let text = std::fs::read_to_string(file)
+                    .map_err(|e| ConfigError(format!("{file_var}: cannot read {file}: {e}")))?;
+                (text.trim_end_matches(['\n', '\r']).to_owned(), file_var)
+            }
+            (Some(_), Some(_)) => {
+                return Err(ConfigError(format!(
+                    "{name} and {file_var} are both set; keep one"
+                )));
+            }
+        };
+        let value = env_value(&raw, leaf).map_err(|e| ConfigError(format!("{var}: {e}")))?;
+        set(tree, &path, value);
+        sources.set(&path, Source::Env(var));
+    }
+    Ok(())
+}
+
+fn collect_leaves<'a>(
+    shape: &'a Value,
+    path: &mut Vec<String>,
+    out: &mut Vec<(Vec<String>, &'a Value)>,
+) {
+    match shape {
+        Value::Mapping(map) if is_section(shape) => {
+            for (key, value) in map {
+                if let Some(key) = key.as_str() {
+                    path.push(key.to_owned());
+                    collect_leaves(value, path, out);
+                    path.pop();
+                }
+            }
+        }
+        _ => out.push((path.clone(), shape)),
+    }
+}
+
+/// Reads a variable's text as the kind of value its key holds by default.
+fn env_value(raw: &str, shape: &Value) -> Result<Value, String> {
+    match shape {
+        // Text keys take the text as is: `HEARTH_MAIL_PASSWORD=123` is a string.
+        Value::String(_) | Value::Null => Ok(Value::String(raw.to_owned())),
+        // Numbers and booleans are parsed as YAML; anything else is kept as text so
+        // that deserialization reports the type error with the key's name.
+        Value::Bool(_) | Value::Number(_) => {
+            Ok(serde_norway::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned())))
+        }
+        _ => serde_norway::from_str(raw).map_err(|e| format!("invalid YAML: {e}")),
+    }
+}
+
+/// A scalar given for a text key becomes text (`password: 1234` in YAML is a number).
+fn coerce(shape: &Value, value: Value) -> Value {
+    match (shape, value) {
+        (Value::String(_) | Value::Null, Value::Number(n)) => Value::String(n.to_string()),
+        (Value::String(_) | Value::Null, Value::Bool(b)) => Value::String(b.to_string()),
+        (_, value) => value,
+    }
+}
+
+/// Sets `value` at `path`, creating sections as needed.
+fn set(tree: &mut Value, path: &[String], value: Value) {
+    let Some((last, parents)) = path.split_last() else {
+        *tree = value;
+        return;
+    };
+    let mut node = tree;
+    for key in parents {
+        if !matches!(node, Value::Mapping(_)) {
+            *node = Value::Mapping(Mapping::new());
+        }
+        let Value::Mapping(map) = node else { return };
+        node = map.entry(Value::String(key.clone())).or_insert(Value::Null);
+    }
+    if !matches!(node, Value::Mapping(_)) {
+        *node = Value::Mapping(Mapping::new());
+    }
+    if let Value::Mapping(map) = node {
+        map.insert(Value::String(last.clone()), value);
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+/// Checks what serde cannot: URLs, filters, ranges.
+fn validate(
+    mut config: Config,
+    sources: Sources,
+    file: Option<PathBuf>,
+) -> Result<Loaded, ConfigError> {
+    let err = |key: &str, message: String| error_at(&sources, key, message);
+    for (key, value) in [
+        ("host", &config.host),
+        ("admin.host", &config.admin.host),
+        ("admin.secret_filename", &config.admin.secret_filename),
+        ("log.level", &config.log.level),
+    ] {
+        if value.trim().is_empty() {
+            return Err(err(key, "must not be empty".into()));
+        }
+    }
+    if config.data_dir.as_os_str().is_empty() {
+        return Err(err("data_dir", "must not be empty".into()));
+    }
+    let database = parse_database_url(&config.database.url).map_err(|m| err("database.url", m))?;
+    let (fs_url, fs) = parse_fs_url(&config.fs.url).map_err(|m| err("fs.url", m))?;
+    config.fs.url = fs_url;
+    if config.database.max_open == 0 {
+        return Err(err("database.max_open", "must be at least 1".into()));
+    }
+    if config.database.idle_timeout.is_zero() {
+        return Err(err(
+            "database.idle_timeout",
+            "must be longer than zero".into(),
+        ));
+    }
+    if config.limits.body_bytes == 0 || usize::try_from(config.limits.body_bytes).is_err() {
+        return Err(err(
+            "limits.body_bytes",
+            format!("{} is out of range", config.limits.body_bytes),
+        ));
+    }
+    tracing_subscriber::EnvFilter::try_new(&config.log.level).map_err(|e| {
+        err(
+            "log.level",
+            format!("invalid filter {:?}: {e}", config.log.level),
+        )
+    })?;
+    for (context, urls) in &config.registries {
+        for url in urls {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(err(
+                    &format!("registries.{context}"),
+                    format!("{url:?} is not an http:// or https:// URL"),
+                ));
+            }
+        }
+    }
+    Ok(Loaded {
+        config,
+        sources,
+        file,
+        backends: Backends { database, fs },
+        warnings: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::{DatabaseLocation, Synchronous};
+
+    fn yaml_file(dir: &Path, text: &str) -> PathBuf {
+        let path = dir.join("hearth.yaml");
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+
+    fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+        vars.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn load_err(input: &LoadInput) -> String {
+        match load(input) {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => e.0,
+        }
+    }
+
+    #[test]
+    fn no_file_gives_defaults() {
+        let loaded = load(&LoadInput::default()).expect("defaults load");
+        assert_eq!(loaded.config, Config::default());
+        assert_eq!(loaded.file, None);
+        assert_eq!(loaded.sources, Sources::default());
+        assert_eq!(loaded.sources.get("admin.port"), &Source::Default);
+    }
+
+    #[test]
+    fn precedence_file_env_flag() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = yaml_file(
+            dir.path(),
+            "host: file-host\nport: 1111\nadmin:\n  port: 2222\n  host: 127.0.0.1\nlog:\n  level: debug\n",
+        );
+        let input = LoadInput {
+            file: Some(file.clone()),
+            env: env(&[
+                ("HEARTH_PORT", "3333"),
+                ("HEARTH_ADMIN_PORT", "4444"),
+                ("OTHER", "x"),
+            ]),
+            flags: Overrides {
+                port: Some(5555),
+                ..Overrides::default()
+            },
+            ..LoadInput::default()
+        };
+        let loaded = load(&input).expect("load");
+        let c = &loaded.config;
+        assert_eq!(
+            (c.host.as_str(), c.port, c.admin.port),
+            ("file-host", 5555, 4444)
+        );
+        assert_eq!(
+            (c.admin.host.as_str(), c.log.level.as_str()),
+            ("127.0.0.1", "debug")
+        );
+        let s = &loaded.sources;
+        assert_eq!(s.get("host"), &Source::File(file.clone()));
+        assert_eq!(s.get("port"), &Source::Flag("--port"));
+        assert_eq!(
+            s.get("admin.port"),
+            &Source::Env("HEARTH_ADMIN_PORT".into())
+        );
+        assert_eq!(s.get("admin.host"), &Source::File(file));
+        assert_eq!(s.get("admin.secret_filename"), &Source::Default);
+    }
+
+    #[test]
+    fn derived_paths_follow_the_data_dir_from_any_layer() {
+        let input = LoadInput {
+            env: env(&[("HEARTH_DATA_DIR", "/srv/h")]),
+            ..LoadInput::default()
+        };
+        let loaded = load(&input).expect("load");
+        assert_eq!(loaded.config.database.url, "sqlite:///srv/h/db");
+        assert_eq!(
+            loaded.backends.database,
+            DatabaseLocation::Sqlite {
+                dir: "/srv/h/db".into()
+            }
+        );
+        assert_eq!(loaded.config.mail.outbox_dir, Path::new("/srv/h/outbox"));
+        assert_eq!(loaded.sources.get("database.url"), &Source::Default);
+    }
+
+    #[test]
+    fn env_values_take_the_type_of_their_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let secret = dir.path().join("smtp-pass");
+        std::fs::write(&secret, "from-file\n").expect("write secret");
+        let input = LoadInput {
+            env: env(&[
+                ("HEARTH_MAIL_USERNAME", "12345"),
+                ("HEARTH_MAIL_PASSWORD_FILE", secret.to_str().expect("utf-8")),
+                ("HEARTH_MAIL_DISABLE_TLS", "true"),
+                ("HEARTH_DATABASE_IDLE_TIMEOUT", "90"),
+                ("HEARTH_DATABASE_SYNCHRONOUS", "normal"),
+                (
+                    "HEARTH_REGISTRIES",
+                    "{default: [https://apps.example.net/]}",
+                ),
+                ("HEARTH_LIMITS_BODY_BYTES", "1024"),
+            ]),
+            ..LoadInput::default()
+        };
+        let c = load(&input).expect("load").config;
+        assert_eq!(c.mail.username.as_deref(), Some("12345"));
+        assert_eq!(c.mail.password.as_deref(), Some("from-file"));
+        assert!(c.mail.disable_tls);
+        assert_eq!(c.database.idle_timeout, Duration::from_secs(90));
+        assert_eq!(c.database.synchronous, Synchronous::Normal);
+        assert_eq!(c.registries["default"], ["https://apps.example.net/"]);
+        assert_eq!(c.limits.body_bytes, 1024);
+    }
+
+    #[test]
+    fn file_scalars_for_text_keys_become_text() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = yaml_file(dir.path(), "mail:\n  password: 1234\n  host: 10\n");
+        let c = load(&LoadInput {
+            file: Some(file),
+            ..LoadInput::default()
+        })
+        .expect("load")
+        .config;
+        assert_eq!(c.mail.password.as_deref(), Some("1234"));
+        assert_eq!(c.mail.host.as_deref(), Some("10"));
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = yaml_file(dir.path(), "admin:\n  prot: 1\n");
+        let msg = load_err(&LoadInput {
+            file: Some(file.clone()),
+            ..LoadInput::default()
+        });
+        assert_eq!(
+            msg,
+            format!(
+                "{}: unknown key \"admin.prot\" (expected one of host, port, secret_filename)",
+                file.display()
+            )
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_key_and_layer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = yaml_file(dir.path(), "admin:\n  port: 70000\n");
+        let msg = load_err(&LoadInput {
+            file: Some(file.clone()),
+            ..LoadInput::default()
+        });
+        assert_eq!(
+            msg,
+            format!(
+                "{}: admin.port: invalid value: integer `70000`, expected u16",
+                file.display()
+            )
+        );
+
+        let input = LoadInput {
+            env: env(&[("HEARTH_PORT", "eighty")]),
+            ..LoadInput::default()
+        };
+        assert_eq!(
+            load_err(&input),
+            "HEARTH_PORT: port: invalid type: string \"eighty\", expected u16"
+        );
+
+        let input = LoadInput {
+            flags: Overrides {
+                database_url: Some("postgres://db".into()),
+                ..Overrides::default()
+            },
+            ..LoadInput::default()
+        };
+        assert_eq!(
+            load_err(&input),
+            "--database-url: database.url: postgres:// is not supported yet (coming with the scale-out work)"
+        );
+
+        let input = LoadInput {
+            env: env(&[("HEARTH_FS_URL", "s3://bucket")]),
+            ..LoadInput::default()
+        };
+        assert_eq!(
+            load_err(&input),
+            "HEARTH_FS_URL: fs.url: s3:// storage is not compiled in yet (only file:// is)"
+        );
+
+        let input = LoadInput {
+            env: env(&[("HEARTH_LOG_LEVEL", "info,[")]),
+            ..LoadInput::default()
+        };
+        assert!(load_err(&input).starts_with("HEARTH_LOG_LEVEL: log.level: invalid filter"));
+
+        let file = yaml_file(dir.path(), "database:\n  synchronous: fast\n");
+        let msg = load_err(&LoadInput {
+            file: Some(file.clone()),
+            ..LoadInput::default()
+        });
+        assert_eq!(
+            msg,
+            format!(
+                "{}: database.synchronous: unknown variant `fast`, expected `full` or `normal`",
+                file.display()
+            )
+        );
+
+        let file = yaml_file(dir.path(), "contexts:\n  default: 3\n");
+        let msg = load_err(&LoadInput {
+            file: Some(file.clone()),
+            ..LoadInput::default()
+        });
+        assert!(
+            msg.starts_with(&format!(
+                "{}: contexts.default: invalid type",
+                file.display()
+            )),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn file_shapes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let empty = yaml_file(dir.path(), "# nothing yet\n");
+        assert_eq!(
+            load(&LoadInput {
+                file: Some(empty),
+                ..LoadInput::default()
+            })
+            .expect("load")
+            .config,
+            Config::default()
+        );
+
+        let list = yaml_file(dir.path(), "- a\n");
+        let msg = load_err(&LoadInput {
+            file: Some(list.clone()),
+            ..LoadInput::default()
+        });
+        assert_eq!(
+            msg,
+            format!(
+                "{}: expected a mapping of configuration keys, found a list",
+                list.display()
+            )
+        );
+
+        let missing = dir.path().join("missing.yaml");
+        let msg = load_err(&LoadInput {
+            file: Some(missing.clone()),
+            ..LoadInput::default()
+        });
+        assert!(
+            msg.starts_with(&format!("{}: cannot read", missing.display())),
+            "{msg}"
+        );
+
+        let broken = yaml_file(dir.path(), "host: [\n");
+        let msg = load_err(&LoadInput {
+            file: Some(broken.clone()),
+            ..LoadInput::default()
+        });
+        assert!(
+            msg.starts_with(&format!("{}: invalid YAML", broken.display())),
+            "{msg}"
+        );
+        assert!(!msg.contains('\n'), "one line: {msg:?}");
+
+        // Search order: the first existing file wins.
+        let found = yaml_file(dir.path(), "port: 9\n");
+        let input = LoadInput {
+            search: vec![dir.path().join("nope.yaml"), found.clone()],
+            ..LoadInput::default()
+        };
+        let loaded = load(&input).expect("load");
+        assert_eq!((loaded.config.port, loaded.file), (9, Some(found)));
+    }
+
+    #[test]
+    fn mistyped_variables_are_reported() {
+        let input = LoadInput {
+            env: env(&[
+                ("HEARTH_PROT", "1"),
+                ("HEARTH_CONFIG", "x"),
+                ("HEARTH_MAIL_PASSWORD_FILE", "/dev/null"),
+                ("HEARTH_PORT", "1"),
+            ]),
+            ..LoadInput::default()
+        };
+        let loaded = load(&input).expect("load");
+        assert_eq!(
+            loaded.warnings,
+            ["HEARTH_PROT is not a configuration variable; it is ignored"]
+        );
+    }
+
+    #[test]
+    fn env_names_are_unique() {
+        let shape = serde_norway::to_value(Config::default()).expect("to_value");
+        let mut leaves = Vec::new();
+        collect_leaves(&shape, &mut Vec::new(), &mut leaves);
+        let names: Vec<String> = leaves.iter().map(|(p, _)| env_name(&p.join("."))).collect();
+        for name in &names {
+            assert_eq!(names.iter().filter(|n| *n == name).count(), 1, "{name}");
+            assert!(
+                !names.contains(&format!("{name}_FILE")),
+                "{name}_FILE is also a key"
+            );
+        }
+        assert!(names.contains(&"HEARTH_ADMIN_SECRET_FILENAME".to_owned()));
+        assert!(names.contains(&"HEARTH_CONTEXTS".to_owned()));
+    }
+}

@@ -1,0 +1,467 @@
+//! Hearth's configuration: one serde struct with its defaults, and its validation.
+//!
+//! Keys follow cozy-stack's `cozy.yaml` where one exists. Values come, from lowest to
+//! highest precedence, from the defaults, the configuration file, `HEARTH_*`
+//! environment variables and command-line flags ([`load`]); [`Sources`] remembers
+//! where each one came from, for error messages and `hearth config show` ([`render`]).
+//!
+//! With no file, no variable and no flag, the defaults run a complete server with
+//! everything under `./hearth-data`.
+
+mod load;
+mod show;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use load::{
+    ConfigError, LoadInput, Loaded, Overrides, Source, Sources, default_search_paths, env_name,
+    load,
+};
+pub use show::render;
+
+/// The data directory used when none is configured.
+pub const DEFAULT_DATA_DIR: &str = "./hearth-data";
+
+/// The whole configuration, as read from YAML.
+///
+/// Every `Option` field is a string; `load` relies on this to read environment
+/// variables of keys whose default is unset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Host name or IP address the public server listens on (`localhost` listens on
+    /// every loopback address it resolves to).
+    pub host: String,
+    /// TCP port of the public server.
+    pub port: u16,
+    /// Directory holding everything Hearth writes unless told otherwise: the document
+    /// databases (`db/`), the files (`files/`) and the mail outbox (`outbox/`).
+    /// A relative path is relative to the working directory.
+    pub data_dir: PathBuf,
+    /// The admin API (instance management), a separate listener on loopback only.
+    pub admin: AdminConfig,
+    /// Where the content of files is stored.
+    pub fs: FsConfig,
+    /// The document store.
+    pub database: DatabaseConfig,
+    /// Outgoing mail. Without `host`, mails are written to `outbox_dir` instead.
+    pub mail: MailConfig,
+    /// Configuration profiles by context name, free-form; the `default` context
+    /// applies to instances whose context is empty or not configured.
+    pub contexts: BTreeMap<String, serde_norway::Mapping>,
+    /// App registries by context name, each a list of URLs searched in order.
+    pub registries: BTreeMap<String, Vec<String>>,
+    /// Logging.
+    pub log: LogConfig,
+    /// Limits on requests.
+    pub limits: LimitsConfig,
+}
+
+/// `admin.*`: the admin API listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Host name or address of the admin API; it must resolve to loopback addresses.
+    pub host: String,
+    /// TCP port of the admin API.
+    pub port: u16,
+    /// Name of the file holding the scrypt hash of the admin passphrase (written by
+    /// `hearth config passwd <file>`).
+    pub secret_filename: String,
+}
+
+/// `fs.*`: the blob store for file contents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FsConfig {
+    /// `file://<directory>` (an absolute path alone also works). `s3://` and
+    /// `swift://` are reserved for the object-store backends.
+    pub url: String,
+}
+
+/// `database.*`: the document store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://<directory>`: one SQLite file per instance in that directory
+    /// (`sqlite:///var/lib/hearth/db`; `sqlite://db` is relative). `postgres://` is
+    /// reserved for the scale-out backend.
+    pub url: String,
+    /// How many instance databases may be open at once; idle ones are closed first.
+    pub max_open: usize,
+    /// An instance database unused for this long is closed: a number of seconds, or
+    /// a number with a unit (`ms`, `s`, `m`, `h`, `d`), combinable as in `1h30m`.
+    #[serde(with = "duration_text")]
+    pub idle_timeout: Duration,
+    /// `full`: every commit reaches the disk before it is acknowledged. `normal`:
+    /// faster, and a power cut may lose the last commits (never corrupts).
+    pub synchronous: Synchronous,
+}
+
+/// SQLite's `synchronous` pragma.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    Full,
+    Normal,
+}
+
+/// `mail.*`: outgoing mail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailConfig {
+    /// SMTP relay host; unset means mails go to `outbox_dir`.
+    pub host: Option<String>,
+    /// SMTP relay port.
+    pub port: u16,
+    /// SMTP user name, if the relay needs one.
+    pub username: Option<String>,
+    /// SMTP password (secret: `HEARTH_MAIL_PASSWORD_FILE` can name a file holding it).
+    pub password: Option<String>,
+    /// Send in clear text, without STARTTLS or TLS.
+    pub disable_tls: bool,
+    /// Accept any certificate from the relay (for tests only).
+    pub skip_certificate_validation: bool,
+    /// Name announced in the SMTP `EHLO`; defaults to the host name.
+    pub local_name: Option<String>,
+    /// Directory where mails are written when no relay is configured.
+    pub outbox_dir: PathBuf,
+}
+
+/// `log.*`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug` or `trace`, or per-module directives such as
+    /// `info,hearth_web=debug`. `RUST_LOG`, when set, takes precedence.
+    pub level: String,
+}
+
+/// `limits.*`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// The largest request body accepted, in bytes (file uploads have their own limit).
+    pub body_bytes: u64,
+}
+
+impl Config {
+    /// The defaults, with every derived path under `data_dir`.
+    pub fn defaults(data_dir: &Path) -> Self {
+        let base = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+        Self {
+            host: "localhost".into(),
+            port: 8080,
+            data_dir: data_dir.to_path_buf(),
+            admin: AdminConfig {
+                host: "localhost".into(),
+                port: 6060,
+                secret_filename: "hearth-admin-passphrase".into(),
+            },
+            fs: FsConfig {
+                url: format!("file://{}", base.join("files").display()),
+            },
+            database: DatabaseConfig {
+                url: format!("sqlite://{}", base.join("db").display()),
+                max_open: 256,
+                idle_timeout: Duration::from_secs(300),
+                synchronous: Synchronous::Full,
+            },
+            mail: MailConfig {
+                host: None,
+                port: 587,
+                username: None,
+                password: None,
+                disable_tls: false,
+                skip_certificate_validation: false,
+                local_name: None,
+                outbox_dir: base.join("outbox"),
+            },
+            contexts: BTreeMap::new(),
+            registries: BTreeMap::new(),
+            log: LogConfig {
+                level: "info".into(),
+            },
+            limits: LimitsConfig {
+                body_bytes: 64 * 1024 * 1024,
+            },
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::defaults(Path::new(DEFAULT_DATA_DIR))
+    }
+}
+
+/// The backends named by the configuration's URLs, once checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backends {
+    pub database: DatabaseLocation,
+    pub fs: FsLocation,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseLocation {
+    /// One SQLite file per instance in this directory.
+    Sqlite { dir: PathBuf },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FsLocation {
+    /// Files under this directory on the local disk.
+    Local { dir: PathBuf },
+}
+
+/// Parses `database.url`.
+pub fn parse_database_url(url: &str) -> Result<DatabaseLocation, String> {
+    match url.split_once("://") {
+        Some(("sqlite", "")) => {
+            Err("sqlite:// needs a directory, as in sqlite:///var/lib/hearth/db".into())
+        }
+        Some(("sqlite", path)) => Ok(DatabaseLocation::Sqlite {
+            dir: PathBuf::from(path),
+        }),
+        Some(("postgres" | "postgresql", _)) => {
+            Err("postgres:// is not supported yet (coming with the scale-out work)".into())
+        }
+        Some((scheme, _)) => Err(format!("unknown scheme {scheme}:// (expected sqlite://)")),
+        None => Err(format!(
+            "{url:?} is not a URL (expected sqlite://<directory>)"
+        )),
+    }
+}
+
+/// Parses `fs.url`, returning its normalized form (`file://` added to a bare path).
+pub fn parse_fs_url(url: &str) -> Result<(String, FsLocation), String> {
+    if url.starts_with('/') {
+        return Ok((
+            format!("file://{url}"),
+            FsLocation::Local {
+                dir: PathBuf::from(url),
+            },
+        ));
+    }
+    match url.split_once("://") {
+        Some(("file", "")) => {
+            Err("file:// needs a directory, as in file:///var/lib/hearth/files".into())
+        }
+        Some(("file", path)) => Ok((
+            url.to_owned(),
+            FsLocation::Local {
+                dir: PathBuf::from(path),
+            },
+        )),
+        Some((scheme @ ("s3" | "swift"), _)) => Err(format!(
+            "{scheme}:// storage is not compiled in yet (only file:// is)"
+        )),
+        Some((scheme, _)) => Err(format!(
+            "unknown scheme {scheme}:// (expected file://, s3:// or swift://)"
+        )),
+        None => Err(format!("{url:?} is neither a URL nor an absolute path")),
+    }
+}
+
+/// Parses a duration: whole seconds (`300`) or numbers with units (`90s`, `5m`, `1h30m`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let invalid = || {
+        format!(
+            "invalid duration {text:?} (expected seconds or a number with a unit: 300, 90s, 5m, 1h30m)"
+        )
+    };
+    let text = text.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().map(Duration::from_secs).map_err(|_| invalid());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let unit_len = rest[digits..]
+            .bytes()
+            .take_while(u8::is_ascii_alphabetic)
+            .count();
+        if digits == 0 || unit_len == 0 {
+            return Err(invalid());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| invalid())?;
+        let part = match &rest[digits..digits + unit_len] {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.saturating_mul(60)),
+            "h" => Duration::from_secs(n.saturating_mul(3_600)),
+            "d" => Duration::from_secs(n.saturating_mul(86_400)),
+            _ => return Err(invalid()),
+        };
+        total = total.saturating_add(part);
+        rest = &rest[digits + unit_len..];
+    }
+    Ok(total)
+}
+
+/// Formats a duration in the largest unit that keeps it whole (`5m`, `90s`, `250ms`).
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if !ms.is_multiple_of(1_000) {
+        return format!("{ms}ms");
+    }
+    let secs = d.as_secs();
+    match secs {
+        0 => "0s".into(),
+        s if s.is_multiple_of(86_400) => format!("{}d", s / 86_400),
+        s if s.is_multiple_of(3_600) => format!("{}h", s / 3_600),
+        s if s.is_multiple_of(60) => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// Serde for durations written as text (`5m`) or whole seconds (`300`).
+mod duration_text {
+    use std::time::Duration;
+
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_duration(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        d.deserialize_any(DurationVisitor)
+    }
+
+    struct DurationVisitor;
+
+    impl Visitor<'_> for DurationVisitor {
+        type Value = Duration;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a duration such as 300 (seconds), 90s, 5m or 1h30m")
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+            Ok(Duration::from_secs(v))
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
+            u64::try_from(v)
+                .map(Duration::from_secs)
+                .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+            super::parse_duration(v).map_err(E::custom)
+        }
+    }
+}
+
+impl fmt::Display for Synchronous {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Full => "full",
+            Self::Normal => "normal",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let ok = [
+            ("300", 300_000),
+            ("90s", 90_000),
+            ("5m", 300_000),
+            ("1h30m", 5_400_000),
+            ("250ms", 250),
+            ("1d", 86_400_000),
+        ];
+        for (text, ms) in ok {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_millis(ms)),
+                "{text}"
+            );
+        }
+        for bad in ["", "5x", "m", "5 m", "-3s", "1.5h"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} should be refused");
+        }
+        for (ms, text) in [
+            (300_000, "5m"),
+            (90_000, "90s"),
+            (250, "250ms"),
+            (7_200_000, "2h"),
+            (0, "0s"),
+        ] {
+            assert_eq!(format_duration(Duration::from_millis(ms)), text);
+        }
+    }
+
+    #[test]
+    fn database_urls() {
+        assert_eq!(
+            parse_database_url("sqlite:///var/db"),
+            Ok(DatabaseLocation::Sqlite {
+                dir: "/var/db".into()
+            })
+        );
+        assert_eq!(
+            parse_database_url("postgres://db/hearth"),
+            Err("postgres:// is not supported yet (coming with the scale-out work)".into())
+        );
+        assert_eq!(
+            parse_database_url("couchdb://x"),
+            Err("unknown scheme couchdb:// (expected sqlite://)".into())
+        );
+        assert!(parse_database_url("sqlite://").is_err());
+        assert!(parse_database_url("/var/db").is_err());
+    }
+
+    #[test]
+    fn fs_urls() {
+        assert_eq!(
+            parse_fs_url("/srv/files"),
+            Ok((
+                "file:///srv/files".into(),
+                FsLocation::Local {
+                    dir: "/srv/files".into()
+                }
+            ))
+        );
+        assert_eq!(
+            parse_fs_url("file:///srv/files"),
+            Ok((
+                "file:///srv/files".into(),
+                FsLocation::Local {
+                    dir: "/srv/files".into()
+                }
+            ))
+        );
+        assert_eq!(
+            parse_fs_url("s3://bucket"),
+            Err("s3:// storage is not compiled in yet (only file:// is)".into())
+        );
+        assert!(parse_fs_url("swift://x").is_err_and(|e| e.contains("not compiled in yet")));
+        assert!(parse_fs_url("ftp://x").is_err_and(|e| e.starts_with("unknown scheme ftp://")));
+        assert!(parse_fs_url("relative/dir").is_err());
+    }
+
+    #[test]
+    fn derived_defaults_follow_the_data_dir() {
+        let config = Config::defaults(Path::new("/srv/hearth"));
+        assert_eq!(config.database.url, "sqlite:///srv/hearth/db");
+        assert_eq!(config.fs.url, "file:///srv/hearth/files");
+        assert_eq!(config.mail.outbox_dir, Path::new("/srv/hearth/outbox"));
+    }
+}

@@ -1,0 +1,205 @@
+//! `hearth serve`: opens the backends, listens on the public and admin addresses, and
+//! serves until SIGINT or SIGTERM, then lets in-flight requests finish.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use hearth_store_sqlite::{SqliteOptions, SqliteStore};
+use hearth_web::AppState;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{DatabaseLocation, FsLocation, Loaded, Synchronous};
+
+/// How long in-flight requests may run on after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Runs the server; returns once it has stopped.
+pub fn run(loaded: Loaded) -> anyhow::Result<()> {
+    init_tracing(&loaded.config.log.level);
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(loaded))
+}
+
+/// Logs to stderr at `level`, unless `RUST_LOG` says otherwise.
+pub fn init_tracing(level: &str) {
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|s| !s.trim().is_empty());
+    let (filter, bad_env) = match from_env.as_deref().map(EnvFilter::try_new) {
+        Some(Ok(filter)) => (filter, None),
+        Some(Err(e)) => (EnvFilter::new(level), Some(e)),
+        None => (EnvFilter::new(level), None),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+    if let Some(e) = bad_env {
+        tracing::warn!(error = %e, "RUST_LOG is invalid; using log.level");
+    }
+}
+
+async fn serve(loaded: Loaded) -> anyhow::Result<()> {
+    let config = &loaded.config;
+    // Listen for signals first, so that one arriving during startup is not fatal.
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+
+    let admin_addrs = resolve(&config.admin.host, config.admin.port)
+        .await
+        .map_err(|e| {
+            loaded.error_at(
+                "admin.host",
+                format!("cannot resolve {:?}: {e}", config.admin.host),
+            )
+        })?;
+    if let Some(addr) = admin_addrs.iter().find(|a| !a.ip().is_loopback()) {
+        return Err(loaded
+            .error_at(
+                "admin.host",
+                format!(
+                    "the admin API listens on loopback addresses only, and {} is not one",
+                    addr.ip()
+                ),
+            )
+            .into());
+    }
+
+    let FsLocation::Local { dir: files_dir } = &loaded.backends.fs;
+    std::fs::create_dir_all(files_dir)
+        .with_context(|| format!("cannot create the files directory {}", files_dir.display()))?;
+    let DatabaseLocation::Sqlite { dir: db_dir } = &loaded.backends.database;
+    let options = SqliteOptions {
+        max_open: config.database.max_open,
+        idle_timeout: config.database.idle_timeout,
+        synchronous_full: config.database.synchronous == Synchronous::Full,
+    };
+    let store = SqliteStore::open(db_dir.clone(), options)
+        .with_context(|| format!("cannot open the document store in {}", db_dir.display()))?;
+    let body_limit = usize::try_from(config.limits.body_bytes).unwrap_or(usize::MAX);
+    let state = AppState::new(Arc::new(store)).with_body_limit(body_limit);
+
+    let public = bind(
+        resolve(&config.host, config.port)
+            .await
+            .with_context(|| format!("cannot resolve {:?} (host)", config.host))?,
+    )
+    .await
+    .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
+    let admin = bind(admin_addrs).await.with_context(|| {
+        format!(
+            "cannot listen on {}:{} (admin)",
+            config.admin.host, config.admin.port
+        )
+    })?;
+
+    let (stop, stopped) = watch::channel(false);
+    let mut servers = JoinSet::new();
+    for (listeners, router, what) in [
+        (public, hearth_web::router(state.clone()), "public server"),
+        (admin, hearth_web::admin_router(state.clone()), "admin API"),
+    ] {
+        for listener in listeners {
+            let address = listener.local_addr().context("listener address")?;
+            tracing::info!("{what} listening on {address}");
+            let mut stopped = stopped.clone();
+            let shutdown = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            servers.spawn(hearth_web::serve(listener, router.clone(), shutdown));
+        }
+    }
+    drop(state);
+
+    let outcome = tokio::select! {
+        _ = sigint.recv() => {
+            tracing::info!("SIGINT received, shutting down");
+            Ok(())
+        }
+        _ = sigterm.recv() => {
+            tracing::info!("SIGTERM received, shutting down");
+            Ok(())
+        }
+        Some(ended) = servers.join_next() => match ended {
+            Ok(Ok(())) => Err(anyhow::anyhow!("a listener stopped unexpectedly")),
+            Ok(Err(e)) => Err(anyhow::Error::new(e).context("a listener failed")),
+            Err(e) => Err(anyhow::Error::new(e).context("a listener task failed")),
+        },
+    };
+    let _ = stop.send(true);
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while let Some(ended) = servers.join_next().await {
+            match ended {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "listener failed while stopping"),
+                Err(e) => tracing::error!(error = %e, "listener task failed while stopping"),
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(grace = ?SHUTDOWN_GRACE, "requests still running after the grace period were cut");
+    }
+    tracing::info!("stopped");
+    outcome
+}
+
+/// The distinct addresses a host name resolves to.
+async fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        if !addrs.contains(&addr) {
+            addrs.push(addr);
+        }
+    }
+    if addrs.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no address",
+        ));
+    }
+    Ok(addrs)
+}
+
+/// Binds every address (`localhost` is both 127.0.0.1 and ::1). With port 0 they all
+/// share the port the first one got. An address the system lacks (IPv6 turned off) is
+/// skipped with a warning; any other failure is an error.
+async fn bind(addrs: Vec<SocketAddr>) -> std::io::Result<Vec<TcpListener>> {
+    let mut listeners: Vec<TcpListener> = Vec::new();
+    let mut chosen_port = None;
+    let mut skipped = None;
+    for mut addr in addrs {
+        if let Some(port) = chosen_port.filter(|_| addr.port() == 0) {
+            addr.set_port(port);
+        }
+        match TcpListener::bind(addr).await {
+            Ok(listener) => {
+                chosen_port.get_or_insert(listener.local_addr()?.port());
+                listeners.push(listener);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => {
+                tracing::warn!(%addr, error = %e, "address not available, skipped");
+                skipped = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    match (listeners.is_empty(), skipped) {
+        (true, Some(e)) => Err(e),
+        _ => Ok(listeners),
+    }
+}
