@@ -90,8 +90,20 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     };
     let store = SqliteStore::open(db_dir.clone(), options)
         .with_context(|| format!("cannot open the document store in {}", db_dir.display()))?;
+    let store: Arc<dyn hearth_store::DocStore> = Arc::new(store);
+    let instances = hearth_instances::Instances::open(
+        store.clone(),
+        hearth_instances::InstancesConfig {
+            fs_root: files_dir.clone(),
+            scrypt: hearth_instances::ScryptCost::PRODUCTION,
+        },
+    )
+    .await
+    .context("cannot open the instances registry")?;
     let body_limit = usize::try_from(config.limits.body_bytes).unwrap_or(usize::MAX);
-    let state = AppState::new(Arc::new(store)).with_body_limit(body_limit);
+    let state = AppState::new(store, Arc::new(instances))
+        .with_body_limit(body_limit)
+        .with_admin_auth(admin_auth(config));
 
     let public = bind(
         resolve(&config.host, config.port)
@@ -156,6 +168,31 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     outcome
+}
+
+/// Where the admin API finds its passphrase: `HEARTH_ADMIN_PASSPHRASE` (or the Cozy
+/// stack's `COZY_ADMIN_PASSPHRASE`), else the hash file `admin.secret_filename`, looked
+/// up in the data directory, the current directory, then the places the Cozy stack uses.
+fn admin_auth(config: &crate::config::Config) -> hearth_web::AdminAuth {
+    let passphrase = ["HEARTH_ADMIN_PASSPHRASE", "COZY_ADMIN_PASSPHRASE"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|p| !p.is_empty()));
+    let name = std::path::Path::new(&config.admin.secret_filename);
+    let files = if name.is_absolute() {
+        vec![name.to_path_buf()]
+    } else {
+        let mut dirs = vec![config.data_dir.clone(), ".".into(), ".cozy".into()];
+        if let Some(home) = std::env::var_os("HOME").map(std::path::PathBuf::from) {
+            dirs.extend([
+                home.join(".hearth"),
+                home.join(".cozy"),
+                home.join(".config/cozy"),
+            ]);
+        }
+        dirs.extend(["/etc/hearth".into(), "/etc/cozy".into()]);
+        dirs.into_iter().map(|d| d.join(name)).collect()
+    };
+    hearth_web::AdminAuth::new(passphrase, files)
 }
 
 /// The distinct addresses a host name resolves to.

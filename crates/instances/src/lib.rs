@@ -76,11 +76,16 @@ impl Instances {
         store
             .create_index(&InstanceId::global(), &doctype(INSTANCES), def)
             .await?;
-        Ok(Self {
+        Ok(Self::new(store, config))
+    }
+
+    /// The service without touching the store (for callers that prepared it already).
+    pub fn new(store: Arc<dyn DocStore>, config: InstancesConfig) -> Self {
+        Self {
             store,
             config,
             cache: RwLock::new(HashMap::new()),
-        })
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn DocStore> {

@@ -5,8 +5,11 @@
 //! a route returns goes through [`ApiError`], [`CouchError`] or [`PlainError`]
 //! (spec core-api B.2).
 
+mod admin;
 mod error;
+mod instance;
 mod layers;
+mod pages;
 mod system;
 
 use std::fmt;
@@ -15,36 +18,49 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
+use hearth_instances::Instances;
 use hearth_store::DocStore;
 use tokio::net::TcpListener;
 
+pub use admin::AdminAuth;
 pub use error::{
     ApiError, CouchError, ErrorChain, ErrorSource, INTERNAL_DETAIL, JSON_API, PlainError,
 };
+pub use instance::{Family, Inst};
 pub use layers::REQUEST_ID_HEADER;
 pub use system::VersionInfo;
 
 /// The default cap on request bodies (routes that stream uploads set their own).
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024 * 1024;
 
-/// What every handler can reach: the backends and the HTTP settings.
+/// What every handler can reach: the services, the backends and the HTTP settings.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn DocStore>,
+    pub instances: Arc<Instances>,
+    /// How the admin API checks its passphrase.
+    pub admin_auth: AdminAuth,
     /// The largest request body accepted, in bytes (413 beyond).
     pub body_limit: usize,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn DocStore>) -> Self {
+    pub fn new(store: Arc<dyn DocStore>, instances: Arc<Instances>) -> Self {
         Self {
             store,
+            instances,
+            admin_auth: AdminAuth::default(),
             body_limit: DEFAULT_BODY_LIMIT,
         }
     }
 
     pub fn with_body_limit(mut self, bytes: usize) -> Self {
         self.body_limit = bytes;
+        self
+    }
+
+    pub fn with_admin_auth(mut self, auth: AdminAuth) -> Self {
+        self.admin_auth = auth;
         self
     }
 }
@@ -58,18 +74,36 @@ impl fmt::Debug for AppState {
     }
 }
 
-/// The public server's router.
+/// The public server's router: server-wide routes, then the instance route families,
+/// each behind the middleware that resolves `Host` and checks the instance's state.
 pub fn router(state: AppState) -> Router {
+    let instance = |family: Family| {
+        axum::middleware::from_fn_with_state((state.clone(), family), instance::resolve)
+    };
+    let pages = Router::new()
+        .route("/", get(system::home))
+        .route_layer(instance(Family::Pages));
+    let api = Router::new()
+        .route("/data/", get(system::data_welcome))
+        .route_layer(instance(Family::Api));
     let routes = Router::new()
         .route("/version", get(system::get_version))
-        .route("/status", get(system::get_status));
+        .route("/status", get(system::get_status))
+        .merge(pages)
+        .merge(api);
     finish(routes, state)
 }
 
-/// The admin API's router, to be bound on loopback only. It serves `/version` for now;
-/// the instance management routes (spec instances §5) come later.
+/// The admin API's router (spec instances 5), to be bound on loopback only; every
+/// route needs the admin passphrase.
 pub fn admin_router(state: AppState) -> Router {
-    let routes = Router::new().route("/version", get(system::get_version));
+    let routes = Router::new()
+        .route("/version", get(system::get_version))
+        .merge(admin::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            admin::require_passphrase,
+        ));
     finish(routes, state)
 }
 

@@ -27,6 +27,16 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
+/// The application state over `store`, with an instances service that has not touched it.
+fn state_for(store: Arc<dyn hearth_store::DocStore>) -> AppState {
+    let config = hearth_instances::InstancesConfig {
+        fs_root: std::env::temp_dir().join("hearth-web-tests-files"),
+        scrypt: hearth_instances::ScryptCost::FAST,
+    };
+    let instances = hearth_instances::Instances::new(store.clone(), config);
+    AppState::new(store, Arc::new(instances))
+}
+
 struct TestServer {
     addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
@@ -40,7 +50,7 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(dir.path().join("db"), SqliteOptions::default())
             .expect("open sqlite store");
-        let state = tweak(AppState::new(Arc::new(store)));
+        let state = tweak(state_for(Arc::new(store)));
         let mut server = Self::start(hearth_web::router(state)).await;
         server._dir = Some(dir);
         server
@@ -178,7 +188,7 @@ async fn status_healthy() {
 
 #[tokio::test]
 async fn status_with_a_broken_store() {
-    let server = TestServer::start(hearth_web::router(AppState::new(Arc::new(BrokenStore)))).await;
+    let server = TestServer::start(hearth_web::router(state_for(Arc::new(BrokenStore)))).await;
     let res = server.get("/status", &[]).await;
     assert_eq!(res.status, StatusCode::BAD_GATEWAY);
     assert_eq!(
@@ -307,7 +317,7 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
     };
     let router = Router::new()
         .route("/slow", slow)
-        .merge(hearth_web::router(AppState::new(Arc::new(BrokenStore))));
+        .merge(hearth_web::router(state_for(Arc::new(BrokenStore))));
     let mut server = TestServer::start(router).await;
     let addr = server.addr;
 

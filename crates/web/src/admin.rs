@@ -1,0 +1,483 @@
+//! The admin API (spec instances 5): HTTP Basic with the admin passphrase, and the
+//! instance management routes under `/instances`. Bound on loopback only.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{
+    Json, Router,
+    extract::{Path, Query, Request, State},
+    http::{HeaderMap, Method, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+    routing::{delete, get, post},
+};
+use base64::Engine;
+use hearth_instances::{
+    Audience, CreateOptions, Instance, InstanceError, ModifyOptions, passphrase,
+};
+use serde_json::{Value, json};
+
+use crate::{
+    AppState,
+    error::{ApiError, ErrorSource, PlainError},
+};
+
+/// Where the admin passphrase comes from.
+#[derive(Debug, Clone, Default)]
+pub struct AdminAuth {
+    /// A clear-text passphrase (`HEARTH_ADMIN_PASSPHRASE` / `COZY_ADMIN_PASSPHRASE`).
+    pub passphrase: Option<String>,
+    /// Files that may hold the hash written by `hearth config passwd`, first found wins;
+    /// re-read on every request, so changing it needs no restart.
+    pub hash_files: Vec<PathBuf>,
+    /// Passphrases already checked against a given hash (scrypt is slow by design).
+    verified: Arc<Mutex<HashMap<(String, String), bool>>>,
+}
+
+impl AdminAuth {
+    pub fn new(passphrase: Option<String>, hash_files: Vec<PathBuf>) -> Self {
+        Self {
+            passphrase,
+            hash_files,
+            verified: Arc::default(),
+        }
+    }
+
+    fn check(&self, given: &str) -> Result<(), Response> {
+        if let Some(p) = &self.passphrase {
+            return if passphrase::constant_time_eq(p.as_bytes(), given.as_bytes()) {
+                Ok(())
+            } else {
+                Err(bad_passphrase())
+            };
+        }
+        let Some(hash) = self
+            .hash_files
+            .iter()
+            .find_map(|f| std::fs::read_to_string(f).ok())
+        else {
+            tracing::error!(files = ?self.hash_files, "no admin passphrase configured");
+            return Err(PlainError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "No admin passphrase is configured: set HEARTH_ADMIN_PASSPHRASE or run `hearth config passwd <data_dir>/hearth-admin-passphrase`",
+            )
+            .render(&Method::GET, &json_accept()));
+        };
+        let hash = hash.trim().to_owned();
+        let key = (hash.clone(), given.to_owned());
+        if let Some(ok) = self.verified.lock().ok().and_then(|m| m.get(&key).copied()) {
+            return if ok { Ok(()) } else { Err(bad_passphrase()) };
+        }
+        let ok = verify_hash(given, &hash);
+        if let Ok(mut m) = self.verified.lock() {
+            if m.len() > 64 {
+                m.clear();
+            }
+            m.insert(key, ok);
+        }
+        if ok { Ok(()) } else { Err(bad_passphrase()) }
+    }
+}
+
+/// Accepts both the PHC form written by `hearth config passwd` and the Cozy stack's
+/// `scrypt$N$r$p$salt$key` form.
+fn verify_hash(given: &str, hash: &str) -> bool {
+    use scrypt::password_hash::{PasswordHash, PasswordVerifier};
+    if hash.starts_with("scrypt$") {
+        return passphrase::verify(given, hash);
+    }
+    PasswordHash::new(hash)
+        .is_ok_and(|h| scrypt::Scrypt.verify_password(given.as_bytes(), &h).is_ok())
+}
+
+fn json_accept() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::ACCEPT,
+        header::HeaderValue::from_static("application/json"),
+    );
+    h
+}
+
+fn bad_passphrase() -> Response {
+    PlainError::new(StatusCode::FORBIDDEN, "bad passphrase").render(&Method::GET, &json_accept())
+}
+
+/// Checks HTTP Basic (the user name is ignored) before any admin route.
+pub(crate) async fn require_passphrase(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .map(|userpass| {
+            userpass
+                .split_once(':')
+                .map_or(userpass.clone(), |(_, p)| p.to_owned())
+        });
+    let Some(given) = given else {
+        return PlainError::new(StatusCode::UNAUTHORIZED, "missing basic auth")
+            .render(req.method(), req.headers());
+    };
+    match state.admin_auth.check(&given) {
+        Ok(()) => next.run(req).await,
+        Err(r) => r,
+    }
+}
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/instances", get(list_instances).post(create_instance))
+        .route("/instances/count", get(count_instances))
+        .route("/instances/token", post(create_token))
+        .route(
+            "/instances/{domain}",
+            get(show_instance)
+                .patch(modify_instance)
+                .delete(destroy_instance),
+        )
+        .route("/instances/{domain}/prefix", get(show_prefix))
+        .route("/instances/{domain}/sessions", delete(clean_sessions))
+}
+
+/// The mapping of instance errors to JSON:API errors (spec instances 5.1).
+impl From<InstanceError> for ApiError {
+    fn from(e: InstanceError) -> Self {
+        match e {
+            InstanceError::NotFound => ApiError::not_found("Instance not found"),
+            InstanceError::Exists => ApiError::conflict("Instance already exists"),
+            InstanceError::IllegalDomain { parameter } => {
+                ApiError::invalid_parameter(parameter, e.to_string())
+            }
+            InstanceError::InvalidParameter { parameter, detail }
+                if parameter.starts_with("TOS") =>
+            {
+                ApiError::bad_request(detail)
+                    .with_source(ErrorSource::Parameter(parameter.to_owned()))
+            }
+            InstanceError::InvalidParameter { parameter, detail } => {
+                ApiError::invalid_parameter(parameter, detail)
+            }
+            // Hearth answers 409 where the original answers 500: the request conflicts
+            // with the state of the instance, and the detail says how to resolve it.
+            InstanceError::DeletionInProgress { .. } => ApiError::conflict(e.to_string()),
+            InstanceError::InvalidToken(m) => ApiError::bad_request(m),
+            InstanceError::Store(s) => ApiError::from(s),
+            InstanceError::Internal(ref m) => {
+                tracing::error!(error = %m, "instance operation failed");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    crate::error::INTERNAL_DETAIL,
+                )
+            }
+        }
+    }
+}
+
+/// The JSON:API object of an instance (secrets removed, always: the original leaks
+/// them on PATCH, Hearth does not).
+fn resource(i: &Instance) -> Value {
+    json!({
+        "type": "instances",
+        "id": i.id,
+        "attributes": i.public_attributes(),
+        "meta": {"rev": i.rev},
+        "links": {"self": format!("/instances/{}", i.id)},
+    })
+}
+
+fn jsonapi(status: StatusCode, body: Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, crate::error::JSON_API)],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+type Params = Query<HashMap<String, String>>;
+
+fn param<'a>(q: &'a HashMap<String, String>, names: &[&str]) -> Option<&'a str> {
+    names
+        .iter()
+        .find_map(|n| q.get(*n))
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+}
+
+/// Go's lenient booleans; anything else is "not given".
+fn boolean(q: &HashMap<String, String>, name: &str) -> Option<bool> {
+    match param(q, &[name])? {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+fn list(q: &HashMap<String, String>, names: &[&str]) -> Option<Vec<String>> {
+    param(q, names).map(|v| {
+        v.split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    })
+}
+
+fn integer(q: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ApiError> {
+    param(q, &[name])
+        .map(|v| {
+            v.trim().parse::<i64>().map_err(|_| {
+                ApiError::invalid_parameter(name, format!("{name} must be an integer"))
+            })
+        })
+        .transpose()
+}
+
+/// `GET /instances` — spec instances 4.1.
+async fn list_instances(
+    State(state): State<AppState>,
+    Query(q): Params,
+) -> Result<Response, ApiError> {
+    let limit = integer(&q, "page[limit]")?
+        .filter(|l| *l > 0)
+        .map(|l| l as usize);
+    let skip = integer(&q, "page[skip]")?.unwrap_or(0).max(0) as usize;
+    let (items, next) = state
+        .instances
+        .list(limit, param(&q, &["page[cursor]"]), skip)
+        .await?;
+    let mut body = json!({
+        "data": items.iter().map(resource).collect::<Vec<_>>(),
+        "meta": {"count": items.len()},
+    });
+    if let (Some(next), Some(limit)) = (next, limit) {
+        body["links"] =
+            json!({"next": format!("/instances?page[limit]={limit}&page[cursor]={next}")});
+    }
+    Ok(jsonapi(StatusCode::OK, body))
+}
+
+/// `GET /instances/count`.
+async fn count_instances(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({"count": state.instances.count().await?})))
+}
+
+/// `POST /instances` — spec instances 2.1 and 5.2.
+async fn create_instance(
+    State(state): State<AppState>,
+    Query(q): Params,
+) -> Result<Response, ApiError> {
+    let domain = param(&q, &["Domain"]).ok_or_else(|| {
+        ApiError::invalid_parameter("domain", "Domain name contains illegal characters")
+    })?;
+    let kdf = integer(&q, "KdfIterations")?.unwrap_or(0);
+    let opts = CreateOptions {
+        domain: domain.to_owned(),
+        domain_aliases: list(&q, &["DomainAliases"]).unwrap_or_default(),
+        locale: param(&q, &["Locale"]).map(str::to_owned),
+        passphrase: param(&q, &["Passphrase"]).map(str::to_owned),
+        disk_quota: integer(&q, "DiskQuota")?
+            .filter(|n| *n > 0)
+            .map(|n| n as u64),
+        email: param(&q, &["Email"]).map(str::to_owned),
+        public_name: param(&q, &["PublicName"]).map(str::to_owned),
+        phone: param(&q, &["Phone"]).map(str::to_owned),
+        timezone: param(&q, &["Timezone"]).map(str::to_owned),
+        settings: param(&q, &["Settings"]).map(str::to_owned),
+        context: param(&q, &["ContextName"]).map(str::to_owned),
+        uuid: param(&q, &["UUID"]).map(str::to_owned),
+        oidc_id: param(&q, &["OIDCID"]).map(str::to_owned),
+        franceconnect_id: param(&q, &["FranceConnectID"]).map(str::to_owned),
+        old_domain: param(&q, &["OldDomain"]).map(str::to_owned),
+        tos_signed: param(&q, &["TOSSigned"]).map(str::to_owned),
+        tos_latest: param(&q, &["TOSLatest"]).map(str::to_owned),
+        // The original reads only the lowercase spelling; both are accepted.
+        sponsorships: list(&q, &["sponsorships", "Sponsorships"]).unwrap_or_default(),
+        feature_sets: list(&q, &["feature_sets"]).unwrap_or_default(),
+        magic_link: boolean(&q, "MagicLink"),
+        auto_update: boolean(&q, "AutoUpdate"),
+        kdf_iterations: u32::try_from(kdf).map_err(|_| {
+            ApiError::invalid_parameter("KdfIterations", "The KdfIterations number is too low")
+        })?,
+    };
+    let created = state.instances.create(opts).await?;
+    let mut body = json!({"data": resource(&created)});
+    // Apps come with their own issue: every requested app is reported as not installed.
+    if let Some(apps) = list(&q, &["Apps"]).filter(|a| !a.is_empty()) {
+        body["meta"] = json!({"apps_not_installed": apps});
+    }
+    Ok(jsonapi(StatusCode::CREATED, body))
+}
+
+/// `GET /instances/:domain`.
+async fn show_instance(
+    State(state): State<AppState>,
+    Path(domain): Path<String>,
+) -> Result<Response, ApiError> {
+    let i = state.instances.get_str(&domain).await?;
+    Ok(jsonapi(StatusCode::OK, json!({"data": resource(&i)})))
+}
+
+/// `GET /instances/:domain/prefix`: the instance's database prefix, a JSON string.
+async fn show_prefix(
+    State(state): State<AppState>,
+    Path(domain): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(Value::String(
+        state.instances.get_str(&domain).await?.prefix.clone(),
+    )))
+}
+
+/// `PATCH /instances/:domain` — spec instances 4.4.
+async fn modify_instance(
+    State(state): State<AppState>,
+    Path(domain): Path<String>,
+    Query(q): Params,
+) -> Result<Response, ApiError> {
+    let disk_quota = match integer(&q, "DiskQuota")? {
+        Some(-1) => Some(None),
+        Some(n) if n > 0 => Some(Some(n as u64)),
+        _ => None,
+    };
+    let s = |names: &[&str]| param(&q, names).map(str::to_owned);
+    let opts = ModifyOptions {
+        deleting: boolean(&q, "Deleting"),
+        locale: s(&["Locale"]),
+        blocked: boolean(&q, "Blocked"),
+        blocking_reason: s(&["BlockingReason"]),
+        // `DomainAliases=,` (or any list of blanks) clears them.
+        domain_aliases: q.get("DomainAliases").filter(|v| !v.is_empty()).map(|v| {
+            v.split(',')
+                .map(|a| a.trim().to_owned())
+                .filter(|a| !a.is_empty())
+                .collect()
+        }),
+        old_domain: s(&["OldDomain"]),
+        uuid: s(&["UUID"]),
+        oidc_id: s(&["OIDCID"]),
+        franceconnect_id: s(&["FranceConnectID"]),
+        context: s(&["ContextName"]),
+        magic_link: boolean(&q, "MagicLink"),
+        sponsorships: list(&q, &["Sponsorships", "sponsorships"]),
+        disk_quota,
+        onboarding_finished: boolean(&q, "OnboardingFinished"),
+        tos_signed: s(&["TOSSigned"]),
+        tos_latest: s(&["TOSLatest"]),
+        settings: s(&["Settings"]),
+        email: s(&["Email"]),
+        public_name: s(&["PublicName"]),
+        phone: s(&["Phone"]),
+        timezone: s(&["Timezone"]),
+    };
+    let i = state.instances.modify(&domain, opts).await?;
+    Ok(jsonapi(StatusCode::OK, json!({"data": resource(&i)})))
+}
+
+/// `DELETE /instances/:domain` — spec instances 4.7.
+async fn destroy_instance(
+    State(state): State<AppState>,
+    Path(domain): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.instances.destroy(&domain).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /instances/:domain/sessions`.
+async fn clean_sessions(
+    State(state): State<AppState>,
+    Path(domain): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.instances.clean_sessions(&domain).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Parses `30m`, `1h30m`, `45s`, `2d` (and a bare number of seconds).
+fn duration(s: &str) -> Option<Duration> {
+    if let Ok(n) = s.parse::<u64>() {
+        return Some(Duration::from_secs(n));
+    }
+    let mut total = 0u64;
+    let mut num = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num.parse().ok()?;
+        num.clear();
+        total += n * match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return None,
+        };
+    }
+    num.is_empty().then_some(Duration::from_secs(total))
+}
+
+/// `POST /instances/token` — a token for an instance, as `text/plain`.
+async fn create_token(
+    State(state): State<AppState>,
+    Query(q): Params,
+) -> Result<Response, ApiError> {
+    let domain = param(&q, &["Domain"])
+        .ok_or_else(|| ApiError::invalid_parameter("Domain", "Domain is required"))?;
+    let aud_name = param(&q, &["Audience"]).unwrap_or("");
+    let aud = Audience::parse(aud_name)
+        .ok_or_else(|| ApiError::bad_request(format!("Unknown audience {aud_name}")))?;
+    let expire = match param(&q, &["Expire"]) {
+        None | Some("0s") | Some("0") => None,
+        Some(e) => Some(duration(e).ok_or_else(|| {
+            ApiError::invalid_parameter("Expire", "Expire must be a duration such as 30m")
+        })?),
+    };
+    let token = state
+        .instances
+        .issue_token(
+            domain,
+            aud,
+            param(&q, &["Subject"]).unwrap_or(""),
+            param(&q, &["Scope"]).unwrap_or(""),
+            expire,
+        )
+        .await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], token).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration("30m"), Some(Duration::from_secs(1800)));
+        assert_eq!(duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(duration("90"), Some(Duration::from_secs(90)));
+        assert_eq!(duration("5x"), None);
+        assert_eq!(duration("5m3"), None);
+    }
+
+    #[test]
+    fn both_hash_formats() {
+        let cozy = passphrase::hash("secret", hearth_instances::ScryptCost::FAST).unwrap();
+        assert!(verify_hash("secret", &cozy));
+        assert!(!verify_hash("other", &cozy));
+        assert!(!verify_hash("secret", "garbage"));
+    }
+}

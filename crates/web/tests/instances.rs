@@ -1,0 +1,565 @@
+//! The admin API's instance routes and the `Host` routing of the public server, on a
+//! real SQLite store and files directory (requests go through the whole router).
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    body::Body,
+    http::{Method, Request, StatusCode, header},
+};
+use base64::Engine;
+use hearth_instances::{Instances, InstancesConfig, ScryptCost};
+use hearth_store::DocStore;
+use hearth_store_sqlite::{SqliteOptions, SqliteStore};
+use hearth_web::{AdminAuth, AppState};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Env {
+    public: Router,
+    admin: Router,
+    _dir: tempfile::TempDir,
+}
+
+const PASS: &str = "s3cret";
+
+async fn env_with(auth: impl FnOnce(&std::path::Path) -> AdminAuth) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn DocStore> = Arc::new(
+        SqliteStore::open(
+            dir.path().join("db"),
+            SqliteOptions {
+                synchronous_full: false,
+                ..Default::default()
+            },
+        )
+        .unwrap(),
+    );
+    let config = InstancesConfig {
+        fs_root: dir.path().join("files"),
+        scrypt: ScryptCost::FAST,
+    };
+    let instances = Arc::new(Instances::open(store.clone(), config).await.unwrap());
+    let state = AppState::new(store, instances).with_admin_auth(auth(dir.path()));
+    Env {
+        public: hearth_web::router(state.clone()),
+        admin: hearth_web::admin_router(state),
+        _dir: dir,
+    }
+}
+
+async fn env() -> Env {
+    env_with(|_| AdminAuth::new(Some(PASS.into()), vec![])).await
+}
+
+struct Res {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+impl Res {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+async fn call(router: &Router, method: Method, uri: &str, headers: &[(&str, &str)]) -> Res {
+    let mut req = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = router
+        .clone()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body =
+        String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    Res {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn basic(pass: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!(":{pass}"))
+    )
+}
+
+impl Env {
+    async fn admin(&self, method: Method, uri: &str) -> Res {
+        call(&self.admin, method, uri, &[("authorization", &basic(PASS))]).await
+    }
+
+    async fn host(&self, host: &str, uri: &str, extra: &[(&str, &str)]) -> Res {
+        let mut headers = vec![("host", host)];
+        headers.extend_from_slice(extra);
+        call(&self.public, Method::GET, uri, &headers).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_passphrase_is_required() {
+    let e = env().await;
+    let none = call(
+        &e.admin,
+        Method::GET,
+        "/instances",
+        &[("accept", "application/json")],
+    )
+    .await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(none.json(), json!({"error": "missing basic auth"}));
+    let wrong = call(
+        &e.admin,
+        Method::GET,
+        "/instances/count",
+        &[("authorization", &basic("nope"))],
+    )
+    .await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+    assert_eq!(wrong.json(), json!({"error": "bad passphrase"}));
+    let version = call(&e.admin, Method::GET, "/version", &[]).await;
+    assert_eq!(
+        version.status,
+        StatusCode::UNAUTHORIZED,
+        "every admin route is guarded"
+    );
+    assert_eq!(
+        e.admin(Method::GET, "/instances/count").await.json(),
+        json!({"count": 0})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_passphrase_from_a_hash_file() {
+    let e = env_with(|dir| {
+        let file = dir.join("hearth-admin-passphrase");
+        let hash = hearth_instances::passphrase::hash(PASS, ScryptCost::FAST).unwrap();
+        std::fs::write(&file, format!("{hash}\n")).unwrap();
+        AdminAuth::new(None, vec![dir.join("missing"), file])
+    })
+    .await;
+    assert_eq!(
+        e.admin(Method::GET, "/instances/count").await.status,
+        StatusCode::OK
+    );
+    let wrong = call(
+        &e.admin,
+        Method::GET,
+        "/instances/count",
+        &[("authorization", &basic("nope"))],
+    )
+    .await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+    let nothing = env_with(|_| AdminAuth::new(None, vec![])).await;
+    let res = nothing.admin(Method::GET, "/instances/count").await;
+    assert_eq!(res.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(res.body.contains("hearth config passwd"), "{}", res.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_show_list_modify_destroy() {
+    let e = env().await;
+    let res = e.admin(Method::POST, "/instances?Domain=Alice.localhost:8080&Locale=fr&DomainAliases=alias.localhost&DiskQuota=5000000000&Email=alice@example.net&Apps=drive,photos").await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+    assert_eq!(
+        res.headers[header::CONTENT_TYPE],
+        "application/vnd.api+json"
+    );
+    let body = res.json();
+    let data = &body["data"];
+    assert_eq!(data["type"], "instances");
+    assert_eq!(data["attributes"]["domain"], "alice.localhost:8080");
+    assert_eq!(data["attributes"]["locale"], "fr");
+    assert_eq!(data["attributes"]["disk_quota"], "5000000000");
+    assert_eq!(
+        data["attributes"]["domain_aliases"],
+        json!(["alias.localhost"])
+    );
+    assert_eq!(data["attributes"]["password_defined"], false);
+    assert!(data["attributes"]["register_token"].is_string());
+    for secret in [
+        "session_secret",
+        "oauth_secret",
+        "cli_secret",
+        "passphrase_hash",
+    ] {
+        assert!(
+            data["attributes"].get(secret).is_none(),
+            "{secret} is never shown"
+        );
+    }
+    assert_eq!(
+        body["meta"]["apps_not_installed"],
+        json!(["drive", "photos"])
+    );
+
+    // Conflicts and bad domains.
+    for (uri, status) in [
+        (
+            "/instances?Domain=alice.localhost:8080",
+            StatusCode::CONFLICT,
+        ),
+        ("/instances?Domain=alias.localhost", StatusCode::CONFLICT),
+        (
+            "/instances?Domain=bob.localhost&DomainAliases=ALIAS.localhost",
+            StatusCode::CONFLICT,
+        ),
+        ("/instances?Domain=a%20b", StatusCode::UNPROCESSABLE_ENTITY),
+        ("/instances?Domain=.bad", StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            "/instances?Domain=c.localhost&KdfIterations=10",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ] {
+        let res = e.admin(Method::POST, uri).await;
+        assert_eq!(res.status, status, "{uri}: {}", res.body);
+        assert_eq!(
+            res.json()["errors"][0]["status"],
+            status.as_u16().to_string()
+        );
+    }
+    let illegal = e
+        .admin(Method::POST, "/instances?Domain=a%20b")
+        .await
+        .json();
+    assert_eq!(
+        illegal["errors"][0],
+        json!({"status": "422", "title": "Invalid Parameter", "detail": "Domain name contains illegal characters", "source": {"parameter": "domain"}})
+    );
+    assert_eq!(
+        e.admin(Method::GET, "/instances/count").await.json(),
+        json!({"count": 1})
+    );
+
+    // Show by domain and by alias; unknown is 404.
+    assert_eq!(
+        e.admin(Method::GET, "/instances/alias.localhost")
+            .await
+            .json()["data"]["attributes"]["domain"],
+        "alice.localhost:8080"
+    );
+    let unknown = e.admin(Method::GET, "/instances/nobody.localhost").await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(unknown.json()["errors"][0]["detail"], "Instance not found");
+    assert_eq!(
+        e.admin(Method::GET, "/instances/alice.localhost:8080/prefix")
+            .await
+            .json()
+            .as_str()
+            .map(|p| p.starts_with("cozy")),
+        Some(true)
+    );
+
+    // Pagination.
+    for n in 0..3 {
+        assert_eq!(
+            e.admin(Method::POST, &format!("/instances?Domain=p{n}.localhost"))
+                .await
+                .status,
+            StatusCode::CREATED
+        );
+    }
+    let mut seen = 0;
+    let mut uri = "/instances?page[limit]=3".to_owned();
+    loop {
+        let page = e.admin(Method::GET, &uri).await.json();
+        seen += page["data"].as_array().unwrap().len();
+        assert_eq!(
+            page["meta"]["count"],
+            page["data"].as_array().unwrap().len()
+        );
+        match page["links"]["next"].as_str() {
+            Some(next) => uri = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, 4);
+    assert_eq!(
+        e.admin(Method::GET, "/instances").await.json()["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+
+    // Modify: block, then unblock (the reason goes too); bad TOS is 400.
+    let blocked = e
+        .admin(
+            Method::PATCH,
+            "/instances/alice.localhost:8080?Blocked=true&BlockingReason=PAYMENT_FAILED",
+        )
+        .await
+        .json();
+    assert_eq!(blocked["data"]["attributes"]["blocked"], true);
+    assert_eq!(
+        blocked["data"]["attributes"]["blocking_reason"],
+        "PAYMENT_FAILED"
+    );
+    assert!(
+        blocked["data"]["attributes"].get("cli_secret").is_none(),
+        "PATCH does not leak secrets either"
+    );
+    let unblocked = e
+        .admin(
+            Method::PATCH,
+            "/instances/alice.localhost:8080?Blocked=false",
+        )
+        .await
+        .json();
+    assert!(unblocked["data"]["attributes"].get("blocked").is_none());
+    assert!(
+        unblocked["data"]["attributes"]
+            .get("blocking_reason")
+            .is_none()
+    );
+    let quota = e
+        .admin(
+            Method::PATCH,
+            "/instances/alice.localhost:8080?DiskQuota=-1",
+        )
+        .await
+        .json();
+    assert!(quota["data"]["attributes"].get("disk_quota").is_none());
+    assert_eq!(
+        e.admin(
+            Method::PATCH,
+            "/instances/alice.localhost:8080?TOSSigned=nope"
+        )
+        .await
+        .status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        e.admin(Method::PATCH, "/instances/nobody.localhost?Locale=fr")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    // Destroy: refused while the deleting flag is set, then done, then 404.
+    e.admin(
+        Method::PATCH,
+        "/instances/alice.localhost:8080?Deleting=true",
+    )
+    .await;
+    let refused = e
+        .admin(Method::DELETE, "/instances/alice.localhost:8080")
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    assert!(
+        refused.json()["errors"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("--deleting=false")
+    );
+    e.admin(
+        Method::PATCH,
+        "/instances/alice.localhost:8080?Deleting=false",
+    )
+    .await;
+    assert_eq!(
+        e.admin(Method::DELETE, "/instances/alice.localhost:8080")
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        e.admin(Method::DELETE, "/instances/alice.localhost:8080")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        e.admin(Method::GET, "/instances/alias.localhost")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        e.admin(Method::DELETE, "/instances/p0.localhost/sessions")
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_routing_and_blocking() {
+    let e = env().await;
+    e.admin(Method::POST, "/instances?Domain=a.localhost&Locale=fr&DomainAliases=a2.localhost&OldDomain=old.localhost").await;
+    e.admin(Method::POST, "/instances?Domain=b.localhost").await;
+
+    // Known hosts, aliases, old domains, unknown hosts.
+    let ok = e.host("a.localhost", "/data/", &[]).await;
+    assert_eq!(
+        (ok.status, ok.json()),
+        (StatusCode::OK, json!({"message": "welcome to a cozy API"}))
+    );
+    assert_eq!(
+        e.host("A2.Localhost", "/data/", &[]).await.status,
+        StatusCode::OK
+    );
+    let moved = e.host("old.localhost", "/data/?x=1", &[]).await;
+    assert_eq!(moved.status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(
+        moved.headers[header::LOCATION],
+        "http://a.localhost/data/?x=1"
+    );
+    let unknown = e
+        .host(
+            "nobody.localhost",
+            "/data/",
+            &[("accept", "application/json")],
+        )
+        .await;
+    assert_eq!(
+        (unknown.status, unknown.json()),
+        (
+            StatusCode::NOT_FOUND,
+            json!({"error": "Instance not found"})
+        )
+    );
+    let page = e
+        .host(
+            "nobody.localhost",
+            "/",
+            &[("accept", "text/html"), ("accept-language", "fr-FR")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    assert!(page.body.contains("Instance introuvable"));
+    assert_eq!(
+        e.host("nobody.localhost", "/", &[("accept", "text/plain")])
+            .await
+            .body,
+        "Instance not found"
+    );
+    let home = e.host("a.localhost", "/", &[("accept", "text/html")]).await;
+    assert!(home.body.contains("pas encore activé"), "{}", home.body);
+
+    // Blocked for payment: 402, a JSON warning for clients, a page in French for browsers.
+    e.admin(
+        Method::PATCH,
+        "/instances/a.localhost?Blocked=true&BlockingReason=PAYMENT_FAILED",
+    )
+    .await;
+    let api = e
+        .host("a.localhost", "/data/", &[("accept", "application/json")])
+        .await;
+    assert_eq!(api.status, StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(
+        api.json(),
+        json!([{"status": "402", "title": "Blocked", "code": "PAYMENT_FAILED", "detail": "Votre Hearth nécessite un paiement.", "source": {}}])
+    );
+    let browser = e.host("a.localhost", "/", &[("accept", "text/html")]).await;
+    assert_eq!(browser.status, StatusCode::PAYMENT_REQUIRED);
+    assert!(browser.body.contains("Votre Hearth est bloqué"));
+    // A CLI token of this instance passes; one of another instance does not.
+    let token_a = e
+        .admin(
+            Method::POST,
+            "/instances/token?Domain=a.localhost&Audience=cli&Scope=io.cozy.files",
+        )
+        .await;
+    assert_eq!(
+        token_a.headers[header::CONTENT_TYPE],
+        "text/plain; charset=utf-8"
+    );
+    let token_b = e
+        .admin(
+            Method::POST,
+            "/instances/token?Domain=b.localhost&Audience=cli",
+        )
+        .await
+        .body;
+    let bearer = |t: &str| format!("Bearer {t}");
+    assert_eq!(
+        e.host(
+            "a.localhost",
+            "/data/",
+            &[("authorization", &bearer(&token_a.body))]
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        e.host(
+            "a.localhost",
+            "/data/",
+            &[("authorization", &bearer(&token_b))]
+        )
+        .await
+        .status,
+        StatusCode::PAYMENT_REQUIRED
+    );
+    assert_eq!(
+        e.admin(
+            Method::POST,
+            "/instances/token?Domain=a.localhost&Audience=nope"
+        )
+        .await
+        .status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        e.admin(
+            Method::POST,
+            "/instances/token?Domain=zz.localhost&Audience=cli"
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+
+    // Too many logins: the page, even for JSON clients; other reasons: 503.
+    e.admin(
+        Method::PATCH,
+        "/instances/a.localhost?BlockingReason=LOGIN_FAILED",
+    )
+    .await;
+    let login = e
+        .host("a.localhost", "/data/", &[("accept", "application/json")])
+        .await;
+    assert_eq!(login.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(login.body.contains("trop nombreux essais"));
+    e.admin(
+        Method::PATCH,
+        "/instances/a.localhost?BlockingReason=MAINTENANCE",
+    )
+    .await;
+    let custom = e.host("a.localhost", "/data/", &[]).await;
+    assert_eq!(custom.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(custom.json()[0]["detail"], "MAINTENANCE");
+    e.admin(Method::PATCH, "/instances/a.localhost?Blocked=false")
+        .await;
+    assert_eq!(
+        e.host("a.localhost", "/data/", &[]).await.status,
+        StatusCode::OK,
+        "unblocked at once"
+    );
+
+    // Deleting: pages answer as if the instance did not exist, the API still serves.
+    e.admin(Method::PATCH, "/instances/b.localhost?Deleting=true")
+        .await;
+    assert_eq!(
+        e.host("b.localhost", "/", &[("accept", "text/html")])
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        e.host("b.localhost", "/data/", &[]).await.status,
+        StatusCode::OK
+    );
+}
