@@ -1,8 +1,10 @@
 //! `hearth-bench`: each scenario runs beside its baseline, in the same process, on the
 //! same disk, and the ratio (Hearth time / baseline time) is printed.
 //!
-//! Run with `cargo run --release -p hearth-bench -- store [--docs N]`.
+//! Run with `cargo run --release -p hearth-bench -- store [--docs N]` or
+//! `cargo run --release -p hearth-bench -- instances [--max N]`.
 
+mod instances;
 mod store;
 
 // The allocator Hearth itself uses, so both sides of each comparison share it.
@@ -19,7 +21,15 @@ fn main() -> anyhow::Result<()> {
             let docs = flag(&args, "--docs").unwrap_or(100_000);
             store::run(docs)
         }
-        other => anyhow::bail!("unknown scenario {other:?} (known: store)"),
+        "instances" => {
+            let counts: Vec<usize> = match flag(&args, "--max") {
+                Some(max) if max <= 1_000 => vec![max],
+                Some(max) => vec![1_000, max],
+                None => vec![1_000, 10_000],
+            };
+            instances::run(&counts)
+        }
+        other => anyhow::bail!("unknown scenario {other:?} (known: store, instances)"),
     }
 }
 

@@ -61,7 +61,7 @@ pub enum ApiError {
 }
 
 fn title_detail(title: &str, detail: &str) -> String {
-    if detail.is_empty() {
+    if detail.is_empty() || detail.eq_ignore_ascii_case(title) {
         title.to_owned()
     } else {
         format!("{title}: {detail}")
@@ -163,7 +163,7 @@ impl AdminClient {
     /// `POST /instances`: 201 with the new instance.
     pub fn create_instance(&self, req: &NewInstance) -> Result<Created, ApiError> {
         let url = self.admin_url("/instances", &req.query());
-        let answer = self.send(Method::Post, &url, None)?;
+        let answer = self.send(Method::Post, &url)?;
         let doc: CreatedDocument = answer.json(201)?;
         let mut apps_not_installed = doc.data.meta.apps_not_installed.clone();
         for slug in doc.meta.apps_not_installed {
@@ -182,7 +182,7 @@ impl AdminClient {
         let mut url = self.admin_url("/instances", &[]);
         let mut all = Vec::new();
         loop {
-            let page: InstanceList = self.send(Method::Get, &url, None)?.json(200)?;
+            let page: InstanceList = self.send(Method::Get, &url)?.json(200)?;
             all.extend(page.data);
             match page.links.next {
                 Some(next) if !next.is_empty() => {
@@ -196,40 +196,44 @@ impl AdminClient {
     /// `GET /instances/count`.
     pub fn count_instances(&self) -> Result<u64, ApiError> {
         let url = self.admin_url("/instances/count", &[]);
-        let count: Count = self.send(Method::Get, &url, None)?.json(200)?;
+        let count: Count = self.send(Method::Get, &url)?.json(200)?;
         Ok(count.count)
     }
 
     /// `GET /instances/<domain>`.
     pub fn get_instance(&self, domain: &str) -> Result<Instance, ApiError> {
         let url = self.admin_url(&instance_path(domain, ""), &[]);
-        let doc: InstanceDocument = self.send(Method::Get, &url, None)?.json(200)?;
+        let doc: InstanceDocument = self.send(Method::Get, &url)?.json(200)?;
         Ok(doc.data)
     }
 
     /// `PATCH /instances/<domain>` with only the parameters set in `patch`.
-    pub fn modify_instance(&self, domain: &str, patch: &InstancePatch) -> Result<Instance, ApiError> {
+    pub fn modify_instance(
+        &self,
+        domain: &str,
+        patch: &InstancePatch,
+    ) -> Result<Instance, ApiError> {
         let url = self.admin_url(&instance_path(domain, ""), &patch.query());
-        let doc: InstanceDocument = self.send(Method::Patch, &url, None)?.json(200)?;
+        let doc: InstanceDocument = self.send(Method::Patch, &url)?.json(200)?;
         Ok(doc.data)
     }
 
     /// `DELETE /instances/<domain>`: 204 once everything is gone.
     pub fn destroy_instance(&self, domain: &str) -> Result<(), ApiError> {
         let url = self.admin_url(&instance_path(domain, ""), &[]);
-        self.send(Method::Delete, &url, None)?.empty()
+        self.send(Method::Delete, &url)?.empty()
     }
 
     /// `DELETE /instances/<domain>/sessions`.
     pub fn clean_sessions(&self, domain: &str) -> Result<(), ApiError> {
         let url = self.admin_url(&instance_path(domain, "/sessions"), &[]);
-        self.send(Method::Delete, &url, None)?.empty()
+        self.send(Method::Delete, &url)?.empty()
     }
 
     /// `POST /instances/token`: the token, without surrounding white space.
     pub fn issue_token(&self, req: &TokenRequest) -> Result<String, ApiError> {
         let url = self.admin_url("/instances/token", &req.query());
-        let answer = self.send(Method::Post, &url, None)?;
+        let answer = self.send(Method::Post, &url)?;
         let text = answer.text(200)?;
         let token = text.trim();
         if token.is_empty() {
@@ -241,22 +245,31 @@ impl AdminClient {
     /// `POST /instances/oauth_client`: the registered client as the server sent it.
     pub fn create_oauth_client(&self, req: &OAuthClientRequest) -> Result<OAuthClient, ApiError> {
         let url = self.admin_url("/instances/oauth_client", &req.query());
-        self.send(Method::Post, &url, None)?.json(200)
+        self.send(Method::Post, &url)?.json(200)
     }
 
     /// `GET /instances/oauth_client?domain=&software_id=`.
-    pub fn find_oauth_client(&self, domain: &str, software_id: &str) -> Result<OAuthClient, ApiError> {
+    pub fn find_oauth_client(
+        &self,
+        domain: &str,
+        software_id: &str,
+    ) -> Result<OAuthClient, ApiError> {
         let query = [
             ("domain", domain.to_owned()),
             ("software_id", software_id.to_owned()),
         ];
         let url = self.admin_url("/instances/oauth_client", &query);
-        self.send(Method::Get, &url, None)?.json(200)
+        self.send(Method::Get, &url)?.json(200)
     }
 
     /// `PUT /settings/passphrase` on the public server, as the instance `domain`, with a
     /// `cli` token carrying the `io.cozy.settings` scope: 204 when changed.
-    pub fn set_passphrase(&self, domain: &str, token: &str, passphrase: &str) -> Result<(), ApiError> {
+    pub fn set_passphrase(
+        &self,
+        domain: &str,
+        token: &str,
+        passphrase: &str,
+    ) -> Result<(), ApiError> {
         let url = format!("{}/settings/passphrase", self.endpoints.public);
         let body = serde_json::json!({ "new_passphrase": passphrase, "force": true }).to_string();
         let request = Request {
@@ -274,14 +287,14 @@ impl AdminClient {
         format!("{}{}{}", self.endpoints.admin, path, query_string(query))
     }
 
-    fn send(&self, method: Method, url: &str, json_body: Option<&str>) -> Result<Answer, ApiError> {
+    fn send(&self, method: Method, url: &str) -> Result<Answer, ApiError> {
         let request = Request {
             method,
             url,
             service: Service::Admin,
             host: None,
             authorization: self.authorization()?.to_owned(),
-            json_body,
+            json_body: None,
         };
         self.execute(&request)
     }
@@ -355,9 +368,10 @@ struct Request<'a> {
 }
 
 fn with_headers<B>(builder: ureq::RequestBuilder<B>, req: &Request<'_>) -> ureq::RequestBuilder<B> {
-    let builder = builder
-        .header("Authorization", &req.authorization)
-        .header("Accept", "application/vnd.api+json, application/json, text/plain");
+    let builder = builder.header("Authorization", &req.authorization).header(
+        "Accept",
+        "application/vnd.api+json, application/json, text/plain",
+    );
     match req.host {
         Some(host) => builder.header("Host", host),
         None => builder,
@@ -590,7 +604,10 @@ impl NewInstance {
     /// The query parameters, in a fixed order. `sponsorships` is sent under both
     /// spellings: the original's create handler reads the lowercase one.
     pub fn query(&self) -> Vec<(&'static str, String)> {
-        let mut q = vec![("Domain", self.domain.clone()), ("Locale", self.locale.clone())];
+        let mut q = vec![
+            ("Domain", self.domain.clone()),
+            ("Locale", self.locale.clone()),
+        ];
         let text = [
             ("OldDomain", &self.old_domain),
             ("UUID", &self.uuid),
@@ -1035,6 +1052,8 @@ mod tests {
         assert_eq!(err.to_string(), "Bad Gateway");
         let err = error_from_answer(Service::Admin, 500, "");
         assert_eq!(err.to_string(), "Internal Server Error");
+        let err = error_from_answer(Service::Public, 404, "Not Found");
+        assert_eq!(err.to_string(), "Not Found");
     }
 
     #[test]
@@ -1063,7 +1082,10 @@ mod tests {
     #[test]
     fn encoding() {
         assert_eq!(
-            query_string(&[("Scope", "io.cozy.files io.cozy.apps".into()), ("P", "a+b&c=d,é".into())]),
+            query_string(&[
+                ("Scope", "io.cozy.files io.cozy.apps".into()),
+                ("P", "a+b&c=d,é".into())
+            ]),
             "?Scope=io.cozy.files%20io.cozy.apps&P=a%2Bb%26c%3Dd%2C%C3%A9"
         );
         assert_eq!(query_string(&[]), "");

@@ -34,7 +34,8 @@ fn unit_multiplier(unit: &str) -> Option<u64> {
     if unit.is_empty() || unit == "b" {
         return Some(1);
     }
-    let (prefix, base) = if let Some(p) = unit.strip_suffix("ib").or_else(|| unit.strip_suffix('i')) {
+    let (prefix, base) = if let Some(p) = unit.strip_suffix("ib").or_else(|| unit.strip_suffix('i'))
+    {
         (p, 1024u64)
     } else {
         (unit.strip_suffix('b').unwrap_or(unit), 1000u64)
@@ -96,7 +97,15 @@ mod tests {
 
     #[test]
     fn refuses_garbage() {
-        for input in ["", "GB", "-3GB", "3XB", "3 GB extra", "1.2.3", "99999999999EB"] {
+        for input in [
+            "",
+            "GB",
+            "-3GB",
+            "3XB",
+            "3 GB extra",
+            "1.2.3",
+            "99999999999EB",
+        ] {
             assert!(parse_size(input).is_err(), "{input}");
         }
         assert_eq!(

@@ -43,6 +43,9 @@ enum Command {
     /// Inspect the configuration, or write the admin passphrase file
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Manage instances through the admin API
+    #[command(visible_alias = "instance")]
+    Instances(Box<hearth_cli::InstancesArgs>),
 }
 
 /// Flags override the configuration file and the HEARTH_* variables.
@@ -88,7 +91,7 @@ enum ConfigCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(status) => status,
         Err(err) => {
             eprintln!("Error: {err:#}");
             ExitCode::from(hearth::exit_status(&err))
@@ -96,17 +99,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Version => {
             println!("{}", hearth_web::VersionInfo::current().version);
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Config(ConfigCommand::Passwd { file }) => hearth::passwd::run(&file),
+        Command::Config(ConfigCommand::Passwd { file }) => {
+            hearth::passwd::run(&file)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Config(ConfigCommand::Show) => {
             let loaded = config::load(&LoadInput::from_process(cli.config, Overrides::default()))?;
             print!("{}", config::render(&loaded)?);
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Serve(args) => {
             let flags = Overrides {
@@ -120,7 +126,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 log_level: args.log_level,
             };
             let loaded = config::load(&LoadInput::from_process(cli.config, flags))?;
-            hearth::serve::run(loaded)
+            hearth::serve::run(loaded)?;
+            Ok(ExitCode::SUCCESS)
         }
+        // It prints its own errors (`Error: …`, spec instances 6.1) and picks its status.
+        Command::Instances(args) => Ok(hearth_cli::run(*args)),
     }
 }

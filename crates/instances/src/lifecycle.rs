@@ -105,10 +105,10 @@ fn move_instance_keys(settings: &mut JsonMap, i: &mut Instance) {
     if let Some(v) = take("tos_latest") {
         i.tos_latest = Some(v);
     }
-    if let Some(v) = take("auto_update") {
-        if let Ok(b) = v.parse::<bool>() {
-            i.no_auto_update = !b;
-        }
+    if let Some(v) = take("auto_update")
+        && let Ok(b) = v.parse::<bool>()
+    {
+        i.no_auto_update = !b;
     }
     if let Some(v) = take("auth_mode") {
         i.auth_mode = match v.as_str() {
@@ -176,10 +176,10 @@ impl Rollback<'_> {
         if let Some(dir) = self.dir {
             let _ = tokio::fs::remove_dir_all(dir).await;
         }
-        if let Some(id) = self.store_data {
-            if let Err(e) = s.destroy_instance(&id).await {
-                tracing::error!(error = %e, "rollback of a failed creation: store data left behind");
-            }
+        if let Some(id) = self.store_data
+            && let Err(e) = s.destroy_instance(&id).await
+        {
+            tracing::error!(error = %e, "rollback of a failed creation: store data left behind");
         }
         delete_claims(s, &self.claims).await;
     }
@@ -191,14 +191,12 @@ async fn delete_claims(store: &Arc<dyn DocStore>, domains: &[String]) {
         if let Ok(doc) = store
             .get(&g, &doctype(DOMAINS), d, GetOptions::default())
             .await
-        {
-            if let Some(rev) = doc
+            && let Some(rev) = doc
                 .get("_rev")
                 .and_then(Value::as_str)
                 .and_then(|r| r.parse().ok())
-            {
-                let _ = store.delete(&g, &doctype(DOMAINS), d, &rev).await;
-            }
+        {
+            let _ = store.delete(&g, &doctype(DOMAINS), d, &rev).await;
         }
     }
 }
@@ -355,29 +353,26 @@ impl Instances {
         rollback.store_data = Some(id.clone());
         let now = now_rfc3339();
 
-        // 2. Settings and the "myself" contact.
-        store
-            .put(
-                &id,
-                &doctype("io.cozy.settings"),
-                tree::settings_doc(settings),
-            )
-            .await?;
+        // 2. Indexes (this creates the instance's database), in one transaction.
+        let defs = tree::default_indexes()
+            .into_iter()
+            .map(|(dt, def)| (doctype(dt), def))
+            .collect();
+        store.create_indexes(&id, defs).await?;
         let contact = tree::myself_contact(
             &i.domain,
             opts.email.as_deref().filter(|e| !e.is_empty()),
             opts.public_name.as_deref().filter(|e| !e.is_empty()),
         );
-        store
-            .put(&id, &doctype("io.cozy.contacts"), contact)
-            .await?;
+        let mut first_docs = vec![
+            (
+                doctype("io.cozy.settings"),
+                vec![tree::settings_doc(settings)],
+            ),
+            (doctype("io.cozy.contacts"), vec![contact]),
+        ];
 
-        // 3. Indexes.
-        for (dt, def) in tree::default_indexes() {
-            store.create_index(&id, &doctype(dt), def).await?;
-        }
-
-        // 4. Passphrase: the clear text is hashed as a client would, then scrypt.
+        // 3. Passphrase: the clear text is hashed as a client would, then scrypt.
         if let Some(p) = opts.passphrase.as_deref().filter(|p| !p.is_empty()) {
             let iterations = if opts.kdf_iterations == 0 {
                 passphrase::EMULATED_ITERATIONS
@@ -397,20 +392,26 @@ impl Instances {
             i.password_defined = Some(true);
             let bitwarden = json!({"_id": "io.cozy.settings.bitwarden", "passphrase_kdf": 0, "passphrase_kdf_iterations": iterations});
             if let Value::Object(m) = bitwarden {
-                store.put(&id, &doctype("io.cozy.settings"), m).await?;
+                first_docs[0].1.push(m);
             }
         }
 
-        // 5. The files tree: documents, then directories on disk.
+        // 4. Settings, contact and the files tree in one transaction, then the
+        // directories on disk.
         let dirs = tree::default_tree(&i.locale, &now, &i.domain);
-        let docs: Vec<JsonMap> = dirs.iter().map(|(_, d)| d.clone()).collect();
-        let written = store
-            .bulk(&id, &doctype("io.cozy.files"), docs, true)
-            .await?;
-        if let Some(BulkResult::Err { reason, .. }) =
-            written.iter().find(|r| matches!(r, BulkResult::Err { .. }))
+        first_docs.push((
+            doctype("io.cozy.files"),
+            dirs.iter().map(|(_, d)| d.clone()).collect(),
+        ));
+        let written = store.bulk_many(&id, first_docs).await?;
+        if let Some(BulkResult::Err { reason, .. }) = written
+            .iter()
+            .flatten()
+            .find(|r| matches!(r, BulkResult::Err { .. }))
         {
-            return Err(InstanceError::internal(format!("files tree: {reason}")));
+            return Err(InstanceError::internal(format!(
+                "first documents: {reason}"
+            )));
         }
         let root = self.instance_dir(&i.domain);
         rollback.dir = Some(root.clone());
@@ -421,7 +422,7 @@ impl Instances {
             })?;
         }
 
-        // 6. The registry document, last: once it exists, the instance is served.
+        // 5. The registry document, last: once it exists, the instance is served.
         let mut doc = to_doc(i)?;
         doc.insert("_id".into(), Value::String(i.id.clone()));
         doc.shift_remove("_rev");
@@ -558,9 +559,7 @@ impl Instances {
             i.domain_aliases = new;
         }
         if i != *current {
-            if let Err(e) = self.save(&mut i).await {
-                return Err(e);
-            }
+            self.save(&mut i).await?
         }
         delete_claims(&self.store, &dropped).await;
         self.forget(dropped.iter().map(String::as_str));

@@ -185,10 +185,10 @@ pub fn verify(instance: &Instance, token: &str) -> Result<Claims, InstanceError>
     if claims.iss != instance.domain && !instance.domain_aliases.contains(&claims.iss) {
         return Err(InstanceError::InvalidToken("Invalid JWT token"));
     }
-    if let Some(life) = aud.lifetime() {
-        if claims.iat + life.as_secs() <= now() {
-            return Err(InstanceError::InvalidToken("Expired token"));
-        }
+    if let Some(life) = aud.lifetime()
+        && claims.iat + life.as_secs() <= now()
+    {
+        return Err(InstanceError::InvalidToken("Expired token"));
     }
     Ok(claims)
 }

@@ -1,5 +1,8 @@
 //! The instances service on a real SQLite store and a real files directory.
 
+// Test helpers panic on failure: that is how they report it.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 
 use hearth_core::{Doctype, InstanceId};

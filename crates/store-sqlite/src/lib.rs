@@ -170,6 +170,15 @@ impl DocStore for SqliteStore {
             .await
     }
 
+    async fn bulk_many(
+        &self,
+        inst: &InstanceId,
+        groups: Vec<(Doctype, Vec<JsonMap>)>,
+    ) -> StoreResult<Vec<Vec<BulkResult>>> {
+        self.write(inst, move |c, _| write::bulk_many(c, groups))
+            .await
+    }
+
     async fn all_docs(
         &self,
         inst: &InstanceId,
@@ -212,6 +221,17 @@ impl DocStore for SqliteStore {
         let dt = dt.clone();
         self.write(inst, move |c, m| {
             schema_change(m, write::create_index(c, &dt, def))
+        })
+        .await
+    }
+
+    async fn create_indexes(
+        &self,
+        inst: &InstanceId,
+        defs: Vec<(Doctype, IndexDef)>,
+    ) -> StoreResult<Vec<IndexCreated>> {
+        self.write(inst, move |c, m| {
+            schema_change(m, write::create_indexes(c, defs))
         })
         .await
     }

@@ -75,6 +75,42 @@ pub(crate) fn bulk(
     Ok(results)
 }
 
+pub(crate) fn bulk_many(
+    conn: &mut Connection,
+    groups: Vec<(Doctype, Vec<JsonMap>)>,
+) -> StoreResult<Vec<Vec<BulkResult>>> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(err)?;
+    let mut out = Vec::with_capacity(groups.len());
+    let mut failed = false;
+    for (dt, docs) in groups {
+        let mut batch = Batch::start(&tx, &dt)?;
+        let mut results = Vec::with_capacity(docs.len());
+        for doc in docs {
+            let id = doc.get("_id").and_then(|v| v.as_str()).map(str::to_owned);
+            match batch.put(doc) {
+                Ok(w) => results.push(BulkResult::Ok(w)),
+                Err(StoreError::Internal(e)) => return Err(StoreError::Internal(e)),
+                Err(e) => {
+                    failed = true;
+                    results.push(BulkResult::Err {
+                        id,
+                        error: "conflict",
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+        batch.finish(&tx)?;
+        out.push(results);
+    }
+    if !failed {
+        tx.commit().map_err(err)?;
+    }
+    Ok(out)
+}
+
 /// One doctype during a write transaction: its prepared statements, sequence and live
 /// count (written back by [`Batch::finish`]).
 struct Batch<'t> {
@@ -239,21 +275,43 @@ pub(crate) fn create_index(
     dt: &Doctype,
     def: IndexDef,
 ) -> StoreResult<IndexCreated> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(err)?;
+    let created = create_index_in(&tx, dt, def)?;
+    tx.commit().map_err(err)?;
+    Ok(created)
+}
+
+/// Declares many indexes in one transaction (all or none).
+pub(crate) fn create_indexes(
+    conn: &mut Connection,
+    defs: Vec<(Doctype, IndexDef)>,
+) -> StoreResult<Vec<IndexCreated>> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(err)?;
+    let created = defs
+        .into_iter()
+        .map(|(dt, def)| create_index_in(&tx, &dt, def))
+        .collect::<StoreResult<Vec<_>>>()?;
+    tx.commit().map_err(err)?;
+    Ok(created)
+}
+
+fn create_index_in(tx: &Transaction<'_>, dt: &Doctype, def: IndexDef) -> StoreResult<IndexCreated> {
     let exprs = def
         .fields
         .iter()
         .map(schema::key_expr)
         .collect::<StoreResult<Vec<_>>>()?;
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(err)?;
-    let table = schema::ensure_table(&tx, dt)?;
+    let table = schema::ensure_table(tx, dt)?;
     let created = IndexCreated {
         created: true,
         ddoc: def.ddoc.clone(),
         name: def.name.clone(),
     };
-    let existing = schema::indexes(&tx, dt)?
+    let existing = schema::indexes(tx, dt)?
         .into_iter()
         .find(|i| i.def.ddoc == def.ddoc);
     if let Some(old) = existing {
@@ -291,7 +349,6 @@ pub(crate) fn create_index(
         exprs.join(", ")
     ))
     .map_err(err)?;
-    tx.commit().map_err(err)?;
     Ok(created)
 }
 

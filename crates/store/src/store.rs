@@ -222,6 +222,21 @@ pub trait DocStore: Send + Sync + 'static {
         all_or_nothing: bool,
     ) -> StoreResult<Vec<BulkResult>>;
 
+    /// Writes documents of several doctypes in one transaction, each group as
+    /// [`DocStore::bulk`] with `all_or_nothing` would: if any document fails, nothing
+    /// is written. Answers per group, in order.
+    async fn bulk_many(
+        &self,
+        inst: &InstanceId,
+        groups: Vec<(Doctype, Vec<JsonMap>)>,
+    ) -> StoreResult<Vec<Vec<BulkResult>>> {
+        let mut out = Vec::with_capacity(groups.len());
+        for (dt, docs) in groups {
+            out.push(self.bulk(inst, &dt, docs, true).await?);
+        }
+        Ok(out)
+    }
+
     async fn all_docs(
         &self,
         inst: &InstanceId,
@@ -249,6 +264,20 @@ pub trait DocStore: Send + Sync + 'static {
         dt: &Doctype,
         def: IndexDef,
     ) -> StoreResult<IndexCreated>;
+
+    /// Declares several indexes at once: all of them, or none on error. Backends
+    /// override it to use one transaction (a new instance declares a dozen).
+    async fn create_indexes(
+        &self,
+        inst: &InstanceId,
+        defs: Vec<(Doctype, IndexDef)>,
+    ) -> StoreResult<Vec<IndexCreated>> {
+        let mut out = Vec::with_capacity(defs.len());
+        for (dt, def) in defs {
+            out.push(self.create_index(inst, &dt, def).await?);
+        }
+        Ok(out)
+    }
 
     async fn list_indexes(&self, inst: &InstanceId, dt: &Doctype) -> StoreResult<Vec<IndexDef>>;
 

@@ -30,7 +30,7 @@ macro_rules! conformance_tests {
             changes_feed, find_operators, find_sort_limit_skip_bookmark, find_uses_index_same_results,
             find_fields_projection, find_collation_order, create_index_idempotent,
             instances_are_isolated, missing_doctype, delete_doctype_and_destroy_instance,
-            bad_input_is_refused
+            bad_input_is_refused, bulk_many_and_create_indexes_are_atomic
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -826,6 +826,57 @@ pub async fn bad_input_is_refused(s: Store) {
         s.count(&i, &t).await.unwrap(),
         1,
         "nothing else was written"
+    );
+}
+
+pub async fn bulk_many_and_create_indexes_are_atomic(s: Store) {
+    let (i, a, b) = (inst("alice"), dt("io.cozy.a"), dt("io.cozy.b"));
+    s.put(&i, &b, obj(json!({"_id": "taken"}))).await.unwrap();
+    let groups = vec![
+        (a.clone(), vec![obj(json!({"_id": "x"}))]),
+        (b.clone(), vec![obj(json!({"_id": "taken"}))]),
+    ];
+    let res = s.bulk_many(&i, groups).await.unwrap();
+    assert!(matches!(&res[1][0], BulkResult::Err { .. }));
+    assert!(
+        s.get(&i, &a, "x", GetOptions::default()).await.is_err(),
+        "nothing written when one fails"
+    );
+    let groups = vec![
+        (a.clone(), vec![obj(json!({"_id": "x"}))]),
+        (b.clone(), vec![obj(json!({"_id": "y"}))]),
+    ];
+    let res = s.bulk_many(&i, groups).await.unwrap();
+    assert!(res.iter().flatten().all(|r| matches!(r, BulkResult::Ok(_))));
+    assert_eq!(s.count(&i, &a).await.unwrap(), 1);
+    let defs = vec![
+        (
+            a.clone(),
+            IndexDef::parse(&json!({"index": {"fields": ["f"]}})).unwrap(),
+        ),
+        (
+            b.clone(),
+            IndexDef::parse(&json!({"index": {"fields": ["g"]}})).unwrap(),
+        ),
+    ];
+    let created = s.create_indexes(&i, defs).await.unwrap();
+    assert!(created.iter().all(|c| c.created));
+    assert_eq!(s.list_indexes(&i, &b).await.unwrap().len(), 1);
+    let bad = vec![
+        (
+            a.clone(),
+            IndexDef::parse(&json!({"index": {"fields": ["h"]}})).unwrap(),
+        ),
+        (
+            b.clone(),
+            IndexDef::parse(&json!({"index": {"fields": ["q\"uote"]}})).unwrap(),
+        ),
+    ];
+    assert!(s.create_indexes(&i, bad).await.is_err());
+    assert_eq!(
+        s.list_indexes(&i, &a).await.unwrap().len(),
+        1,
+        "no index of a failed batch is kept"
     );
 }
 

@@ -48,12 +48,12 @@ impl AdminAuth {
         }
     }
 
-    fn check(&self, given: &str) -> Result<(), Response> {
+    fn check(&self, given: &str) -> Result<(), Box<Response>> {
         if let Some(p) = &self.passphrase {
             return if passphrase::constant_time_eq(p.as_bytes(), given.as_bytes()) {
                 Ok(())
             } else {
-                Err(bad_passphrase())
+                Err(Box::new(bad_passphrase()))
             };
         }
         let Some(hash) = self
@@ -62,16 +62,20 @@ impl AdminAuth {
             .find_map(|f| std::fs::read_to_string(f).ok())
         else {
             tracing::error!(files = ?self.hash_files, "no admin passphrase configured");
-            return Err(PlainError::new(
+            return Err(Box::new(PlainError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "No admin passphrase is configured: set HEARTH_ADMIN_PASSPHRASE or run `hearth config passwd <data_dir>/hearth-admin-passphrase`",
             )
-            .render(&Method::GET, &json_accept()));
+            .render(&Method::GET, &json_accept())));
         };
         let hash = hash.trim().to_owned();
         let key = (hash.clone(), given.to_owned());
         if let Some(ok) = self.verified.lock().ok().and_then(|m| m.get(&key).copied()) {
-            return if ok { Ok(()) } else { Err(bad_passphrase()) };
+            return if ok {
+                Ok(())
+            } else {
+                Err(Box::new(bad_passphrase()))
+            };
         }
         let ok = verify_hash(given, &hash);
         if let Ok(mut m) = self.verified.lock() {
@@ -80,7 +84,11 @@ impl AdminAuth {
             }
             m.insert(key, ok);
         }
-        if ok { Ok(()) } else { Err(bad_passphrase()) }
+        if ok {
+            Ok(())
+        } else {
+            Err(Box::new(bad_passphrase()))
+        }
     }
 }
 
@@ -136,7 +144,7 @@ pub(crate) async fn require_passphrase(
     };
     match state.admin_auth.check(&given) {
         Ok(()) => next.run(req).await,
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 

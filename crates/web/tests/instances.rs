@@ -1,6 +1,9 @@
 //! The admin API's instance routes and the `Host` routing of the public server, on a
 //! real SQLite store and files directory (requests go through the whole router).
 
+// Test helpers panic on failure: that is how they report it.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 
 use axum::{

@@ -227,7 +227,13 @@ fn unknown_env_vars(defaults: &Config, env: &[(String, String)]) -> Vec<String> 
 }
 
 /// `HEARTH_*` variables read by the command line rather than the configuration.
-const NOT_CONFIG_KEYS: &[&str] = &["HEARTH_CONFIG"];
+/// `HEARTH_*` variables read elsewhere than in the configuration.
+const NOT_CONFIG_KEYS: &[&str] = &[
+    "HEARTH_CONFIG",
+    "HEARTH_ADMIN_PASSPHRASE",
+    "HEARTH_ADMIN_PASSWORD",
+    "HEARTH_DISABLE_INSTANCES_ADD_RM",
+];
 
 /// The name of the variable that sets a key: `admin.port` → `HEARTH_ADMIN_PORT`.
 pub fn env_name(path: &str) -> String {

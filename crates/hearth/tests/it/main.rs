@@ -2,6 +2,7 @@
 //! manager would: exit codes, messages, `config` subcommands and `serve`.
 
 mod cli;
+mod instances_cli;
 mod serve;
 
 use std::path::Path;

@@ -1,0 +1,859 @@
+//! Running one command: client-side checks, the admin API call, and printing the answer
+//! or the error (spec instances 6.2). Streams are passed in so tests can drive it.
+
+use std::io::{BufRead, Write};
+
+use crate::api::{AdminClient, Audience, TokenRequest};
+use crate::commands::{InstancesCommand, quota_param};
+use crate::{Settings, check_domain, output};
+
+/// The streams of a command: what it prints, its errors, and where `destroy` reads the
+/// confirmation.
+pub struct Io<'a> {
+    pub out: &'a mut dyn Write,
+    pub err: &'a mut dyn Write,
+    pub input: &'a mut dyn BufRead,
+}
+
+/// A failed command: an optional line saying what failed, then `Error: <message>`.
+struct Failure {
+    context: Option<String>,
+    message: String,
+}
+
+impl Failure {
+    fn new(message: impl ToString) -> Self {
+        Self {
+            context: None,
+            message: message.to_string(),
+        }
+    }
+
+    fn during(context: String) -> impl FnOnce(crate::ApiError) -> Self {
+        move |err| Self {
+            context: Some(context),
+            message: err.to_string(),
+        }
+    }
+}
+
+/// Runs `command` and returns its exit status: 0, or 1 after printing the error.
+pub fn execute(command: &InstancesCommand, settings: &Settings, io: &mut Io<'_>) -> u8 {
+    let client = AdminClient::new(settings.endpoints(), settings.passphrase.clone());
+    match dispatch(command, settings, &client, io) {
+        Ok(()) => 0,
+        Err(failure) => {
+            if let Some(context) = &failure.context {
+                let _ = writeln!(io.err, "{context}");
+            }
+            let _ = writeln!(io.err, "Error: {}", failure.message);
+            1
+        }
+    }
+}
+
+fn dispatch(
+    command: &InstancesCommand,
+    settings: &Settings,
+    client: &AdminClient,
+    io: &mut Io<'_>,
+) -> Result<(), Failure> {
+    use InstancesCommand as C;
+    match command {
+        C::Add(add) => {
+            refuse_if_disabled(settings, "add")?;
+            check_domain(&add.domain).map_err(Failure::new)?;
+            if add.dev {
+                warn(io, "--dev is deprecated and has no effect");
+            }
+            print(io, &output::creating(&add.domain))?;
+            let created = client
+                .create_instance(&add.to_request())
+                .map_err(Failure::during(format!(
+                    "Failed to create instance for domain {}",
+                    add.domain
+                )))?;
+            print(io, &output::created(&add.domain, &created, &settings.host))
+        }
+        C::Ls(ls) => {
+            if ls.available_fields {
+                return print(io, &output::available_fields());
+            }
+            if let Some(fields) = &ls.fields {
+                output::check_fields(fields).map_err(Failure::new)?;
+            }
+            let instances = client.list_instances().map_err(Failure::new)?;
+            let text = match (&ls.fields, ls.json) {
+                (fields, true) => output::ls_json(&instances, fields.as_deref()),
+                (Some(fields), false) => output::ls_fields(&instances, fields),
+                (None, false) => output::ls_table(&instances),
+            };
+            print(io, &text)
+        }
+        C::Count => {
+            let n = client.count_instances().map_err(Failure::new)?;
+            print(io, &output::count(n))
+        }
+        C::Show(d) => {
+            check_domain(&d.domain).map_err(Failure::new)?;
+            let instance = client.get_instance(&d.domain).map_err(Failure::new)?;
+            print(io, &output::show(&instance))
+        }
+        C::ShowDbPrefix(d) => {
+            check_domain(&d.domain).map_err(Failure::new)?;
+            let instance = client.get_instance(&d.domain).map_err(Failure::new)?;
+            print(io, &output::db_prefix(&instance))
+        }
+        C::Modify(m) => {
+            check_domain(&m.domain).map_err(Failure::new)?;
+            let patch = m.to_patch();
+            if patch.deleting.is_some() && patch.has_more_than_deleting() {
+                warn(
+                    io,
+                    "with --deleting the server changes nothing else; run modify again for the other flags",
+                );
+            }
+            let instance = client
+                .modify_instance(&m.domain, &patch)
+                .map_err(Failure::new)?;
+            print(io, &output::show(&instance))
+        }
+        C::SetDiskQuota { domain, size } => {
+            check_domain(domain).map_err(Failure::new)?;
+            let patch = crate::api::InstancePatch {
+                disk_quota: Some(quota_param(*size)),
+                ..Default::default()
+            };
+            client
+                .modify_instance(domain, &patch)
+                .map_err(Failure::new)?;
+            Ok(())
+        }
+        C::Destroy { domain, force } => {
+            refuse_if_disabled(settings, "destroy")?;
+            check_domain(domain).map_err(Failure::new)?;
+            if !force {
+                confirm_destroy(domain, io)?;
+            }
+            client
+                .destroy_instance(domain)
+                .map_err(Failure::during(format!(
+                    "An error occurred while destroying instance for domain {domain}"
+                )))?;
+            print(
+                io,
+                &format!("Instance for domain {domain} has been destroyed with success\n"),
+            )
+        }
+        C::TokenCli { domain, scopes } => {
+            issue(client, io, domain, Audience::Cli, scopes, None, None)
+        }
+        C::TokenApp {
+            domain,
+            slug,
+            expire,
+        } => issue(
+            client,
+            io,
+            domain,
+            Audience::App,
+            &[],
+            Some(slug),
+            expire.as_ref(),
+        ),
+        C::TokenKonnector { domain, slug } => issue(
+            client,
+            io,
+            domain,
+            Audience::Konnector,
+            &[],
+            Some(slug),
+            None,
+        ),
+        C::TokenOauth {
+            domain,
+            client_id,
+            scopes,
+            expire,
+        } => {
+            warn_comma_scopes(io, scopes);
+            issue(
+                client,
+                io,
+                domain,
+                Audience::Access,
+                scopes,
+                Some(client_id),
+                expire.as_ref(),
+            )
+        }
+        C::RefreshTokenOauth {
+            domain,
+            client_id,
+            scopes,
+        } => {
+            warn_comma_scopes(io, scopes);
+            issue(
+                client,
+                io,
+                domain,
+                Audience::Refresh,
+                scopes,
+                Some(client_id),
+                None,
+            )
+        }
+        C::ClientOauth(args) => {
+            check_domain(&args.domain).map_err(Failure::new)?;
+            let oauth = client
+                .create_oauth_client(&args.to_request())
+                .map_err(Failure::new)?;
+            let text = output::oauth_client(&oauth, args.json).map_err(Failure::new)?;
+            print(io, &text)
+        }
+        C::FindOauthClient {
+            domain,
+            software_id,
+        } => {
+            check_domain(domain).map_err(Failure::new)?;
+            let oauth = client
+                .find_oauth_client(domain, software_id)
+                .map_err(Failure::new)?;
+            print(io, &output::found_oauth_client(&oauth))
+        }
+        C::CleanSessions(d) => {
+            check_domain(&d.domain).map_err(Failure::new)?;
+            client.clean_sessions(&d.domain).map_err(Failure::new)
+        }
+        C::SetPassphrase {
+            domain,
+            new_passphrase,
+        } => {
+            check_domain(domain).map_err(Failure::new)?;
+            let token = client
+                .issue_token(&TokenRequest {
+                    domain: domain.clone(),
+                    audience: Audience::Cli,
+                    scopes: vec!["io.cozy.settings".into()],
+                    subject: None,
+                    expire: None,
+                })
+                .map_err(Failure::new)?;
+            client
+                .set_passphrase(domain, &token, new_passphrase)
+                .map_err(Failure::new)?;
+            print(
+                io,
+                &format!("Passphrase has been changed for instance {domain}\n"),
+            )
+        }
+    }
+}
+
+fn issue(
+    client: &AdminClient,
+    io: &mut Io<'_>,
+    domain: &str,
+    audience: Audience,
+    scopes: &[String],
+    subject: Option<&String>,
+    expire: Option<&String>,
+) -> Result<(), Failure> {
+    check_domain(domain).map_err(Failure::new)?;
+    let token = client
+        .issue_token(&TokenRequest {
+            domain: domain.to_owned(),
+            audience,
+            scopes: scopes.to_vec(),
+            subject: subject.cloned(),
+            expire: expire.cloned(),
+        })
+        .map_err(Failure::new)?;
+    print(io, &output::token(&token))
+}
+
+fn warn_comma_scopes(io: &mut Io<'_>, scopes: &[String]) {
+    for scope in scopes.iter().filter(|s| s.contains(',')) {
+        warn(
+            io,
+            &format!(
+                "scope {scope:?} contains a comma; scopes are separate arguments, separated by spaces"
+            ),
+        );
+    }
+}
+
+/// Asks the operator to type the domain again; the answer is trimmed and compared
+/// without regard to case.
+fn confirm_destroy(domain: &str, io: &mut Io<'_>) -> Result<(), Failure> {
+    print(
+        io,
+        &format!(
+            "Are you sure you want to DESTROY the instance {domain}? Type the domain to confirm: "
+        ),
+    )?;
+    let mut answer = String::new();
+    io.input
+        .read_line(&mut answer)
+        .map_err(|e| Failure::new(format!("cannot read the confirmation: {e}")))?;
+    if answer.trim().to_lowercase() == domain.to_lowercase() {
+        Ok(())
+    } else {
+        Err(Failure::new(format!(
+            "the domain typed does not match {domain}: nothing was destroyed"
+        )))
+    }
+}
+
+fn refuse_if_disabled(settings: &Settings, what: &str) -> Result<(), Failure> {
+    match &settings.add_rm_disabled {
+        Some(reason) => Err(Failure::new(format!(
+            "Sorry, instances {what} is disabled: {reason}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn print(io: &mut Io<'_>, text: &str) -> Result<(), Failure> {
+    io.out
+        .write_all(text.as_bytes())
+        .and_then(|()| io.out.flush())
+        .map_err(|e| Failure::new(format!("cannot write the output: {e}")))
+}
+
+fn warn(io: &mut Io<'_>, message: &str) {
+    let _ = writeln!(io.err, "Warning: {message}");
+}
+
+#[cfg(test)]
+mod tests {
+    //! Commands against a stand-in admin API on loopback that answers canned responses
+    //! and records what it was sent.
+
+    use std::io::{BufReader, Read};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::mpsc;
+    use std::thread;
+    use std::time::Duration;
+
+    use clap::Parser;
+
+    use super::*;
+    use crate::PassphraseSource;
+    use crate::commands::InstancesArgs;
+
+    #[derive(Debug, Parser)]
+    struct Test {
+        #[command(flatten)]
+        args: InstancesArgs,
+    }
+
+    /// A request as the stand-in saw it.
+    #[derive(Debug)]
+    struct Seen {
+        /// `METHOD /path?query`
+        line: String,
+        headers: Vec<(String, String)>,
+        body: String,
+    }
+
+    impl Seen {
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    /// Serves `answers` in order, one connection each, then stops; returns its port and
+    /// what it received.
+    fn stand_in(answers: Vec<(u16, &'static str, String)>) -> (u16, mpsc::Receiver<Seen>) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for (status, content_type, body) in answers {
+                let Ok((stream, _)) = listener.accept() else {
+                    return;
+                };
+                serve_one(stream, status, content_type, &body, &tx);
+            }
+        });
+        (port, rx)
+    }
+
+    /// Reads one request, reports it on `tx` (before answering, so that the client
+    /// never sees an answer to a request not yet reported), then answers.
+    fn serve_one(
+        mut stream: TcpStream,
+        status: u16,
+        content_type: &str,
+        body: &str,
+        tx: &mpsc::Sender<Seen>,
+    ) {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("request line");
+        let line = line.trim_end().trim_end_matches(" HTTP/1.1").to_owned();
+        let mut headers = Vec::new();
+        loop {
+            let mut header = String::new();
+            reader.read_line(&mut header).expect("header");
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = header.split_once(':') {
+                headers.push((k.trim().to_owned(), v.trim().to_owned()));
+            }
+        }
+        let length: usize = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let mut raw = vec![0; length];
+        reader.read_exact(&mut raw).expect("body");
+        let response = format!(
+            "HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = tx.send(Seen {
+            line,
+            headers,
+            body: String::from_utf8_lossy(&raw).into_owned(),
+        });
+        stream.write_all(response.as_bytes()).expect("write");
+    }
+
+    fn settings(admin_port: u16, port: u16) -> Settings {
+        Settings {
+            admin_host: "127.0.0.1".into(),
+            admin_port,
+            host: "127.0.0.1".into(),
+            port,
+            passphrase: PassphraseSource::Given("s3cret".into()),
+            add_rm_disabled: None,
+        }
+    }
+
+    /// Runs `hearth instances <args>`: (status, stdout, stderr).
+    fn cli(settings: &Settings, args: &[&str], stdin: &str) -> (u8, String, String) {
+        let argv = std::iter::once("instances").chain(args.iter().copied());
+        let parsed = Test::try_parse_from(argv).expect("arguments");
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut input = stdin.as_bytes();
+        let status = execute(
+            &parsed.args.command,
+            settings,
+            &mut Io {
+                out: &mut out,
+                err: &mut err,
+                input: &mut input,
+            },
+        );
+        (
+            status,
+            String::from_utf8_lossy(&out).into_owned(),
+            String::from_utf8_lossy(&err).into_owned(),
+        )
+    }
+
+    /// A port nothing listens on.
+    fn closed_port() -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    }
+
+    const JSONAPI: &str = "application/vnd.api+json";
+
+    fn instance_body(attributes: &str) -> String {
+        format!(
+            r#"{{"data":{{"type":"instances","id":"0123456789abcdef0123456789abcdef","attributes":{attributes},"meta":{{"rev":"1-abc"}},"links":{{"self":"/instances/0123456789abcdef0123456789abcdef"}}}}}}"#
+        )
+    }
+
+    #[test]
+    fn add_prints_the_registration_link() {
+        let body = instance_body(
+            r#"{"domain":"alice.localhost:8080","locale":"fr","register_token":"q83vEjRWeJCrze8SNFZ4kA==","password_defined":false,"indexes_version":1}"#,
+        )
+        .replace(r#""meta":{"rev":"1-abc"}"#, r#""meta":{"rev":"1-abc","apps_not_installed":["photos"]}"#);
+        let (port, seen) = stand_in(vec![(201, JSONAPI, body)]);
+        let (status, out, err) = cli(
+            &settings(port, 1),
+            &[
+                "add",
+                "alice.localhost:8080",
+                "--locale",
+                "fr",
+                "--tos",
+                "1.0.0",
+                "--apps",
+                "drive,photos",
+            ],
+            "",
+        );
+        assert_eq!((status, err.as_str()), (0, ""));
+        assert_eq!(
+            out,
+            "Creating instance for domain \"alice.localhost:8080\": please wait...\n\
+             Instance created with success for domain alice.localhost:8080\n\
+             Registration token: \"abcdef1234567890abcdef1234567890\"\n\
+             Define your password by visiting http://alice.localhost:8080/?registerToken=abcdef1234567890abcdef1234567890\n\
+             /!\\ Application photos has not been installed\n"
+        );
+        let request = seen.recv().expect("request");
+        assert_eq!(
+            request.line,
+            "POST /instances?Domain=alice.localhost%3A8080&Locale=fr&TOSSigned=1.0.0&Apps=drive%2Cphotos&SwiftLayout=-1&CouchCluster=-1"
+        );
+        assert_eq!(request.header("authorization"), Some("Basic OnMzY3JldA=="));
+    }
+
+    #[test]
+    fn add_conflict() {
+        let body = r#"{"errors":[{"status":"409","title":"Conflict","detail":"Instance already exists","source":{}}]}"#;
+        let (port, _seen) = stand_in(vec![(409, JSONAPI, body.into())]);
+        let (status, out, err) = cli(&settings(port, 1), &["add", "a.example"], "");
+        assert_eq!(status, 1);
+        assert_eq!(
+            out,
+            "Creating instance for domain \"a.example\": please wait...\n"
+        );
+        assert_eq!(
+            err,
+            "Failed to create instance for domain a.example\nError: Conflict: Instance already exists\n"
+        );
+    }
+
+    #[test]
+    fn invalid_domains_send_nothing() {
+        // Nothing listens: a request would fail differently.
+        let s = settings(closed_port(), closed_port());
+        let cases: [(&[&str], &str); 4] = [
+            (&["add", "a b.example"], "a b.example"),
+            (&["modify", "me@a.example", "--blocked"], "me@a.example"),
+            (&["destroy", "--force", "a/b"], "a/b"),
+            (&["clean-sessions", "a?b"], "a?b"),
+        ];
+        for (args, domain) in cases {
+            let (status, out, err) = cli(&s, args, "");
+            assert_eq!(status, 1, "{args:?}");
+            assert_eq!(out, "", "{args:?}");
+            assert_eq!(err, format!("Error: Invalid domain: {domain}\n"));
+        }
+    }
+
+    #[test]
+    fn unreachable_admin_api() {
+        let port = closed_port();
+        let (status, out, err) = cli(&settings(port, 1), &["count"], "");
+        assert_eq!((status, out.as_str()), (1, ""));
+        assert_eq!(
+            err,
+            format!(
+                "Error: cannot reach the admin API at http://127.0.0.1:{port}: connection refused (is `hearth serve` running?)\n"
+            )
+        );
+    }
+
+    #[test]
+    fn wrong_passphrase() {
+        let (port, _seen) = stand_in(vec![(
+            403,
+            "application/json",
+            r#"{"error":"bad passphrase"}"#.into(),
+        )]);
+        let (status, _, err) = cli(&settings(port, 1), &["ls"], "");
+        assert_eq!(status, 1);
+        assert_eq!(
+            err,
+            "Error: the admin API refused the passphrase (403 bad passphrase)\n"
+        );
+    }
+
+    #[test]
+    fn missing_passphrase_without_terminal() {
+        let (port, _seen) = stand_in(vec![]);
+        let s = Settings {
+            passphrase: PassphraseSource::Missing,
+            ..settings(port, 1)
+        };
+        let (status, _, err) = cli(&s, &["count"], "");
+        assert_eq!(status, 1);
+        assert!(
+            err.starts_with("Error: no admin passphrase: set HEARTH_ADMIN_PASSPHRASE"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn count_and_ls_follow_pages() {
+        let page1 = r#"{"data":[{"type":"instances","id":"1","attributes":{"domain":"a.example","locale":"en","indexes_version":2}}],"meta":{"count":1},"links":{"next":"/instances?page[limit]=1&page[cursor]=2"}}"#;
+        let page2 = r#"{"data":[{"type":"instances","id":"2","attributes":{"domain":"bb.example","locale":"fr","indexes_version":2,"onboarding_finished":true,"prefix":"cozyb"}}],"meta":{"count":1}}"#;
+        let (port, seen) = stand_in(vec![
+            (200, "application/json", r#"{"count":2}"#.into()),
+            (200, JSONAPI, page1.into()),
+            (200, JSONAPI, page2.into()),
+        ]);
+        let s = settings(port, 1);
+        assert_eq!(
+            cli(&s, &["count"], ""),
+            (0, "2 instances\n".into(), String::new())
+        );
+        let (status, out, err) = cli(&s, &["list"], "");
+        assert_eq!((status, err.as_str()), (0, ""));
+        assert_eq!(
+            out,
+            "a.example   en  unlimited  pending    v2         a-example\n\
+             bb.example  fr  unlimited  onboarded  v2  cozyb  cozyb\n"
+        );
+        let lines: Vec<String> = seen.try_iter().map(|s| s.line).collect();
+        assert_eq!(
+            lines,
+            [
+                "GET /instances/count",
+                "GET /instances",
+                "GET /instances?page[limit]=1&page[cursor]=2"
+            ]
+        );
+    }
+
+    #[test]
+    fn ls_refuses_unknown_fields_before_asking() {
+        let s = settings(closed_port(), 1);
+        let (status, _, err) = cli(&s, &["ls", "--fields", "domain,nope"], "");
+        assert_eq!(status, 1);
+        assert_eq!(
+            err,
+            "Error: unknown field \"nope\" (see `hearth instances ls --available-fields`)\n"
+        );
+        let (status, out, _) = cli(&s, &["ls", "--available-fields"], "");
+        assert_eq!((status, out.lines().last()), (0, Some("db_prefix")));
+    }
+
+    #[test]
+    fn modify_sends_only_the_flags_given_and_prints_like_show() {
+        let body = instance_body(
+            r#"{"domain":"a.example","locale":"en","blocked":true,"blocking_reason":"PAYMENT_FAILED","onboarding_finished":true,"password_defined":true,"indexes_version":3,"session_secret":"x"}"#,
+        );
+        let (port, seen) = stand_in(vec![(200, JSONAPI, body)]);
+        let (status, out, err) = cli(
+            &settings(port, 1),
+            &[
+                "modify",
+                "a.example",
+                "--blocked",
+                "--blocking-reason",
+                "PAYMENT_FAILED",
+            ],
+            "",
+        );
+        assert_eq!((status, err.as_str()), (0, ""));
+        assert_eq!(
+            out,
+            r#"{
+  "id": "0123456789abcdef0123456789abcdef",
+  "meta": {
+    "rev": "1-abc"
+  },
+  "attributes": {
+    "domain": "a.example",
+    "locale": "en",
+    "blocked": true,
+    "onboarding_finished": true,
+    "password_defined": true,
+    "indexes_version": 3,
+    "passphrase_reset_token": null,
+    "passphrase_reset_time": "0001-01-01T00:00:00Z"
+  }
+}
+"#
+        );
+        assert_eq!(
+            seen.recv().expect("request").line,
+            "PATCH /instances/a.example?BlockingReason=PAYMENT_FAILED&Blocked=true"
+        );
+    }
+
+    #[test]
+    fn set_disk_quota_zero_removes_and_prints_nothing() {
+        let (port, seen) = stand_in(vec![(
+            200,
+            JSONAPI,
+            instance_body(r#"{"domain":"a.example"}"#),
+        )]);
+        assert_eq!(
+            cli(
+                &settings(port, 1),
+                &["set-disk-quota", "a.example", "0"],
+                ""
+            ),
+            (0, String::new(), String::new())
+        );
+        assert_eq!(
+            seen.recv().expect("request").line,
+            "PATCH /instances/a.example?DiskQuota=-1"
+        );
+    }
+
+    #[test]
+    fn destroy_asks_first() {
+        let (port, seen) = stand_in(vec![(204, "text/plain", String::new())]);
+        let s = settings(port, 1);
+        // A wrong answer: nothing is sent.
+        let (status, out, err) = cli(&s, &["rm", "Alice.Example"], "bob.example\n");
+        assert_eq!(status, 1);
+        assert_eq!(
+            out,
+            "Are you sure you want to DESTROY the instance Alice.Example? Type the domain to confirm: "
+        );
+        assert_eq!(
+            err,
+            "Error: the domain typed does not match Alice.Example: nothing was destroyed\n"
+        );
+        // Case and surrounding spaces do not matter.
+        let (status, out, err) = cli(&s, &["destroy", "Alice.Example"], "  alice.example \n");
+        assert_eq!((status, err.as_str()), (0, ""));
+        assert!(
+            out.ends_with(
+                "confirm: Instance for domain Alice.Example has been destroyed with success\n"
+            ),
+            "{out}"
+        );
+        let request = seen.recv().expect("request");
+        assert_eq!(request.line, "DELETE /instances/Alice.Example");
+        assert!(seen.try_recv().is_err(), "one request only");
+    }
+
+    #[test]
+    fn destroy_failure() {
+        let body = r#"{"errors":[{"status":"409","title":"Conflict","detail":"The deletion has already been requested: run `hearth instances modify --deleting=false a.example` to retry","source":{}}]}"#;
+        let (port, _seen) = stand_in(vec![(409, JSONAPI, body.into())]);
+        let (status, out, err) = cli(&settings(port, 1), &["destroy", "--force", "a.example"], "");
+        assert_eq!((status, out.as_str()), (1, ""));
+        assert_eq!(
+            err,
+            "An error occurred while destroying instance for domain a.example\n\
+             Error: Conflict: The deletion has already been requested: run `hearth instances modify --deleting=false a.example` to retry\n"
+        );
+    }
+
+    #[test]
+    fn add_and_destroy_can_be_disabled() {
+        let s = Settings {
+            add_rm_disabled: Some("use the back-office".into()),
+            ..settings(closed_port(), 1)
+        };
+        let (status, _, err) = cli(&s, &["add", "a.example"], "");
+        assert_eq!(
+            (status, err.as_str()),
+            (
+                1,
+                "Error: Sorry, instances add is disabled: use the back-office\n"
+            )
+        );
+        let (status, _, err) = cli(&s, &["destroy", "--force", "a.example"], "");
+        assert_eq!(
+            (status, err.as_str()),
+            (
+                1,
+                "Error: Sorry, instances destroy is disabled: use the back-office\n"
+            )
+        );
+    }
+
+    #[test]
+    fn tokens_alone_on_stdout() {
+        let (port, seen) = stand_in(vec![
+            (200, "text/plain", "tok.en.1\n".into()),
+            (200, "text/plain", "tok.en.2".into()),
+        ]);
+        let s = settings(port, 1);
+        assert_eq!(
+            cli(
+                &s,
+                &["token-app", "a.example", "drive", "--expire", "30m"],
+                ""
+            ),
+            (0, "tok.en.1\n".into(), String::new())
+        );
+        let (status, out, err) = cli(
+            &s,
+            &[
+                "token-oauth",
+                "a.example",
+                "client-1",
+                "io.cozy.files,io.cozy.apps",
+            ],
+            "",
+        );
+        assert_eq!((status, out.as_str()), (0, "tok.en.2\n"));
+        assert_eq!(
+            err,
+            "Warning: scope \"io.cozy.files,io.cozy.apps\" contains a comma; scopes are separate arguments, separated by spaces\n"
+        );
+        let lines: Vec<String> = seen.try_iter().map(|s| s.line).collect();
+        assert_eq!(
+            lines,
+            [
+                "POST /instances/token?Domain=a.example&Audience=app&Subject=drive&Expire=30m",
+                "POST /instances/token?Domain=a.example&Audience=access&Scope=io.cozy.files%2Cio.cozy.apps&Subject=client-1",
+            ]
+        );
+    }
+
+    #[test]
+    fn client_oauth_prints_the_id() {
+        let client = r#"{"client_id":"c1","client_secret":"s","software_id":"github.com/x"}"#;
+        let (port, seen) = stand_in(vec![(200, "application/json", client.into())]);
+        let (status, out, _) = cli(
+            &settings(port, 1),
+            &[
+                "client-oauth",
+                "a.example",
+                "http://localhost/cb",
+                "My app",
+                "github.com/x",
+                "--allow-login-scope",
+            ],
+            "",
+        );
+        assert_eq!((status, out.as_str()), (0, "c1\n"));
+        assert_eq!(
+            seen.recv().expect("request").line,
+            "POST /instances/oauth_client?Domain=a.example&RedirectURI=http%3A%2F%2Flocalhost%2Fcb&ClientName=My%20app&SoftwareID=github.com%2Fx&AllowLoginScope=true"
+        );
+    }
+
+    #[test]
+    fn set_passphrase_goes_to_the_public_server_as_the_instance() {
+        let (admin_port, admin_seen) = stand_in(vec![(200, "text/plain", "cli-token".into())]);
+        let (public_port, public_seen) = stand_in(vec![(204, "text/plain", String::new())]);
+        let (status, out, err) = cli(
+            &settings(admin_port, public_port),
+            &["set-passphrase", "a.example", "n3w pass+word"],
+            "",
+        );
+        assert_eq!((status, err.as_str()), (0, ""));
+        assert_eq!(out, "Passphrase has been changed for instance a.example\n");
+        assert_eq!(
+            admin_seen.recv().expect("token request").line,
+            "POST /instances/token?Domain=a.example&Audience=cli&Scope=io.cozy.settings"
+        );
+        let put = public_seen.recv().expect("passphrase request");
+        assert_eq!(put.line, "PUT /settings/passphrase");
+        assert_eq!(put.header("host"), Some("a.example"));
+        assert_eq!(put.header("authorization"), Some("Bearer cli-token"));
+        assert_eq!(put.header("content-type"), Some("application/json"));
+        assert_eq!(
+            put.body,
+            r#"{"new_passphrase":"n3w pass+word","force":true}"#
+        );
+    }
+}
