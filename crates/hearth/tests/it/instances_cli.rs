@@ -430,3 +430,73 @@ fn without_a_server() {
         assert!(help.contains(name), "{name} in {help}");
     }
 }
+
+/// A raw HTTP GET to the public server with a `Host` and an optional bearer token.
+fn get_as(port: u16, host: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    use std::io::Read;
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Accept: application/json\r\nConnection: close\r\n\r\n").expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    (status, body)
+}
+
+#[test]
+fn tokens_stop_at_their_instance() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    let (a, b) = ("a.localhost", "b.localhost");
+    for d in [a, b] {
+        ok(&server.cli(dir.path(), &["add", d]));
+    }
+    ok(&server.cli(
+        dir.path(),
+        &["modify", "--blocked", "--blocking-reason", "UNKNOWN", a],
+    ));
+    let token_a = ok(&server.cli(dir.path(), &["token-cli", a, "io.cozy.files"]));
+    let token_b = ok(&server.cli(dir.path(), &["token-cli", b, "io.cozy.files"]));
+    assert_eq!(token_a.lines().count(), 1, "the token alone: {token_a}");
+    assert_eq!(token_a.trim().split('.').count(), 3, "a JWT: {token_a}");
+    // A's CLI token passes A's block; B's token is refused on A; no token neither.
+    assert_eq!(
+        get_as(server.port, a, "/data/", Some(token_a.trim())).0,
+        200
+    );
+    assert_eq!(
+        get_as(server.port, a, "/data/", Some(token_b.trim())).0,
+        503
+    );
+    assert_eq!(get_as(server.port, a, "/data/", None).0, 503);
+    for args in [["token-app", a, "drive"], ["token-konnector", a, "bank"]] {
+        let t = ok(&server.cli(dir.path(), &args));
+        assert_eq!(t.trim().split('.').count(), 3, "{args:?}: {t}");
+    }
+    let t = ok(&server.cli(
+        dir.path(),
+        &["token-oauth", a, "some-client", "io.cozy.files"],
+    ));
+    assert_eq!(t.trim().split('.').count(), 3);
+    let unknown = server.cli(
+        dir.path(),
+        &["token-cli", "nobody.localhost", "io.cozy.files"],
+    );
+    assert!(!unknown.status.success());
+    assert!(
+        stderr(&unknown).contains("Instance not found"),
+        "{}",
+        stderr(&unknown)
+    );
+}
