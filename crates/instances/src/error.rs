@@ -23,6 +23,8 @@ pub enum InstanceError {
          with `hearth instances modify --deleting=false {domain}` and destroy again."
     )]
     DeletionInProgress { domain: String },
+    #[error("Client not found")]
+    ClientNotFound,
     #[error("invalid token: {0}")]
     InvalidToken(&'static str),
     #[error(transparent)]

@@ -10,6 +10,7 @@ mod domain;
 mod error;
 mod lifecycle;
 mod model;
+pub mod oauth;
 pub mod passphrase;
 pub mod token;
 pub mod tree;

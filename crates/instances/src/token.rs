@@ -21,6 +21,8 @@ pub enum Audience {
     Refresh,
     Share,
     Cli,
+    /// The registration access token of an OAuth client.
+    Registration,
 }
 
 impl Audience {
@@ -33,6 +35,7 @@ impl Audience {
             "refresh" | "refresh-token" => Self::Refresh,
             "share" => Self::Share,
             "cli" => Self::Cli,
+            "registration" => Self::Registration,
             _ => return None,
         })
     }
@@ -45,6 +48,7 @@ impl Audience {
             Self::Refresh => "refresh",
             Self::Share => "share",
             Self::Cli => "cli",
+            Self::Registration => "registration",
         }
     }
 
@@ -54,7 +58,7 @@ impl Audience {
             Self::App => Some(Duration::from_secs(24 * 3600)),
             Self::Konnector | Self::Cli => Some(Duration::from_secs(30 * 60)),
             Self::Access => Some(Duration::from_secs(7 * 24 * 3600)),
-            Self::Refresh | Self::Share => None,
+            Self::Refresh | Self::Share | Self::Registration => None,
         }
     }
 }
@@ -95,7 +99,9 @@ fn key(instance: &Instance, aud: Audience) -> Vec<u8> {
             k.extend(instance.session_secret.as_bytes());
             k
         }
-        Audience::Access | Audience::Refresh | Audience::Share => b64(&instance.oauth_secret),
+        Audience::Access | Audience::Refresh | Audience::Share | Audience::Registration => {
+            b64(&instance.oauth_secret)
+        }
         Audience::Cli => b64(&instance.cli_secret),
     }
 }

@@ -154,6 +154,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/instances/count", get(count_instances))
         .route("/instances/token", post(create_token))
         .route(
+            "/instances/oauth_client",
+            get(find_oauth_client).post(create_oauth_client),
+        )
+        .route(
             "/instances/{domain}",
             get(show_instance)
                 .patch(modify_instance)
@@ -185,6 +189,7 @@ impl From<InstanceError> for ApiError {
             // with the state of the instance, and the detail says how to resolve it.
             InstanceError::DeletionInProgress { .. } => ApiError::conflict(e.to_string()),
             InstanceError::InvalidToken(m) => ApiError::bad_request(m),
+            InstanceError::ClientNotFound => ApiError::not_found("Client not found"),
             InstanceError::Store(s) => ApiError::from(s),
             InstanceError::Internal(ref m) => {
                 tracing::error!(error = %m, "instance operation failed");
@@ -466,6 +471,46 @@ async fn create_token(
         )
         .await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], token).into_response())
+}
+
+/// `POST /instances/oauth_client` — registers an OAuth client for an instance; a
+/// refused registration is 400 with its description as text (spec instances 5.2).
+async fn create_oauth_client(
+    State(state): State<AppState>,
+    Query(q): Params,
+) -> Result<Response, ApiError> {
+    let domain = param(&q, &["Domain"])
+        .ok_or_else(|| ApiError::invalid_parameter("Domain", "Domain is required"))?;
+    let meta = hearth_instances::oauth::ClientMetadata {
+        redirect_uris: param(&q, &["RedirectURI"])
+            .map(|u| vec![u.to_owned()])
+            .unwrap_or_default(),
+        client_name: param(&q, &["ClientName"]).unwrap_or("").to_owned(),
+        software_id: param(&q, &["SoftwareID"]).unwrap_or("").to_owned(),
+        allow_login_scope: boolean(&q, "AllowLoginScope").unwrap_or(false),
+        ..Default::default()
+    };
+    match state.instances.register_client(domain, meta).await? {
+        Ok(client) => Ok(Json(client).into_response()),
+        Err(e) => Ok((
+            StatusCode::BAD_REQUEST,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            e.description,
+        )
+            .into_response()),
+    }
+}
+
+/// `GET /instances/oauth_client?domain=&software_id=` — the client of a software.
+async fn find_oauth_client(
+    State(state): State<AppState>,
+    Query(q): Params,
+) -> Result<Json<Value>, ApiError> {
+    let domain = param(&q, &["domain", "Domain"])
+        .ok_or_else(|| ApiError::invalid_parameter("domain", "domain is required"))?;
+    let software = param(&q, &["software_id", "SoftwareID"])
+        .ok_or_else(|| ApiError::invalid_parameter("software_id", "software_id is required"))?;
+    Ok(Json(state.instances.find_client(domain, software).await?))
 }
 
 #[cfg(test)]

@@ -566,3 +566,52 @@ async fn host_routing_and_blocking() {
         StatusCode::OK
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_clients_from_the_admin_api() {
+    let e = env().await;
+    e.admin(Method::POST, "/instances?Domain=a.localhost").await;
+    let created = e.admin(Method::POST, "/instances/oauth_client?Domain=a.localhost&RedirectURI=http://localhost/cb&ClientName=Drive&SoftwareID=io.drive&AllowLoginScope=true").await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    let client = created.json();
+    assert_eq!(client["client_id"].as_str().map(str::len), Some(32));
+    assert_eq!(client["client_name"], "Drive");
+    assert_eq!(client["redirect_uris"], json!(["http://localhost/cb"]));
+    assert!(client["client_secret"].is_string() && client["registration_access_token"].is_string());
+    let again = e.admin(Method::POST, "/instances/oauth_client?Domain=a.localhost&RedirectURI=http://localhost/cb&ClientName=Drive&SoftwareID=io.drive2").await.json();
+    assert_eq!(again["client_name"], "Drive-2", "a taken name is numbered");
+    let found = e
+        .admin(
+            Method::GET,
+            "/instances/oauth_client?domain=a.localhost&software_id=io.drive",
+        )
+        .await
+        .json();
+    assert_eq!(found["client_id"], client["client_id"]);
+    let bad = e
+        .admin(
+            Method::POST,
+            "/instances/oauth_client?Domain=a.localhost&RedirectURI=nope&ClientName=X&SoftwareID=y",
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("nope is invalid"), "{}", bad.body);
+    assert_eq!(
+        e.admin(
+            Method::GET,
+            "/instances/oauth_client?domain=a.localhost&software_id=none"
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        e.admin(
+            Method::GET,
+            "/instances/oauth_client?domain=zz.localhost&software_id=io.drive"
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+}

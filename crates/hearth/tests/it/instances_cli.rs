@@ -500,3 +500,47 @@ fn tokens_stop_at_their_instance() {
         stderr(&unknown)
     );
 }
+
+#[test]
+fn oauth_clients() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    ok(&server.cli(dir.path(), &["add", "a.localhost"]));
+    let id = ok(&server.cli(
+        dir.path(),
+        &[
+            "client-oauth",
+            "a.localhost",
+            "http://localhost/cb",
+            "Drive",
+            "io.drive",
+        ],
+    ));
+    assert_eq!(id.trim().len(), 32, "the client id alone: {id}");
+    assert_eq!(id.lines().count(), 1);
+    let found = ok(&server.cli(
+        dir.path(),
+        &["find-oauth-client", "a.localhost", "io.drive"],
+    ));
+    let found: serde_json::Value = serde_json::from_str(&found).expect("JSON");
+    assert_eq!(found["client_id"], id.trim());
+    let json = ok(&server.cli(
+        dir.path(),
+        &[
+            "client-oauth",
+            "--json",
+            "a.localhost",
+            "http://localhost/cb",
+            "Photos",
+            "io.photos",
+        ],
+    ));
+    let json: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(json["client_name"], "Photos");
+    let bad = server.cli(
+        dir.path(),
+        &["client-oauth", "a.localhost", "nope", "X", "y"],
+    );
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("nope is invalid"), "{}", stderr(&bad));
+}

@@ -1,0 +1,216 @@
+//! OAuth clients of an instance (`io.cozy.oauth.clients`): registration with the
+//! metadata checks of spec core-api B.5, and lookup by software id. The OAuth flows
+//! themselves (authorize, tokens, revocation) belong to the auth service.
+
+use hearth_core::{JsonMap, random_hex};
+use hearth_store::{StoreError, mango::FindQuery};
+use serde_json::{Value, json};
+
+use crate::{Audience, InstanceError, InstanceResult, Instances, doctype, token};
+
+pub(crate) const CLIENTS: &str = "io.cozy.oauth.clients";
+
+/// What a client registers with.
+#[derive(Debug, Clone, Default)]
+pub struct ClientMetadata {
+    pub redirect_uris: Vec<String>,
+    pub client_name: String,
+    pub software_id: String,
+    pub client_kind: Option<String>,
+    pub client_uri: Option<String>,
+    pub software_version: Option<String>,
+    /// Admin-created clients may ask for the login scope.
+    pub allow_login_scope: bool,
+}
+
+/// Why a registration was refused (`error` is OAuth's code, `description` for people).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationError {
+    pub error: &'static str,
+    pub description: String,
+}
+
+fn check(meta: &ClientMetadata, instance_host: &str) -> Result<(), RegistrationError> {
+    let invalid_uri = |d: String| RegistrationError {
+        error: "invalid_redirect_uri",
+        description: d,
+    };
+    if meta.redirect_uris.is_empty() {
+        return Err(invalid_uri("redirect_uris is mandatory".into()));
+    }
+    for uri in &meta.redirect_uris {
+        let Some((scheme, rest)) = uri.split_once("://") else {
+            return Err(invalid_uri(format!("{uri} is invalid")));
+        };
+        if scheme.is_empty()
+            || rest.is_empty()
+            || !scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        {
+            return Err(invalid_uri(format!("{uri} is invalid")));
+        }
+        if uri.contains('#') {
+            return Err(invalid_uri(format!("{uri} contains a fragment")));
+        }
+        let host = rest.split(['/', '?']).next().unwrap_or("");
+        if host.eq_ignore_ascii_case(instance_host) {
+            return Err(invalid_uri(format!("{uri} points to the instance itself")));
+        }
+    }
+    let invalid = |d: &str| RegistrationError {
+        error: "invalid_client_metadata",
+        description: d.into(),
+    };
+    if meta.client_name.trim().is_empty() {
+        return Err(invalid("client_name is mandatory"));
+    }
+    if meta.software_id.trim().is_empty() {
+        return Err(invalid("software_id is mandatory"));
+    }
+    Ok(())
+}
+
+/// The client as the API shows it.
+fn public(doc: &JsonMap) -> Value {
+    let mut out = doc.clone();
+    if let Some(id) = out.shift_remove("_id") {
+        out.insert("client_id".into(), id);
+    }
+    out.shift_remove("_rev");
+    Value::Object(out)
+}
+
+impl Instances {
+    /// Registers an OAuth client for an instance (admin `POST /instances/oauth_client`).
+    pub async fn register_client(
+        &self,
+        domain: &str,
+        meta: ClientMetadata,
+    ) -> InstanceResult<Result<Value, RegistrationError>> {
+        let instance = self.get_str(domain).await?;
+        if let Err(e) = check(&meta, &instance.domain) {
+            return Ok(Err(e));
+        }
+        let id = instance.instance_id();
+        let dt = doctype(CLIENTS);
+        // A name already used gets a numbered suffix, as in the original.
+        let mut name = meta.client_name.trim().to_owned();
+        for n in 2.. {
+            let q = FindQuery::parse(&json!({"selector": {"client_name": name}, "limit": 1}))?;
+            match self.store.find(&id, &dt, &q).await {
+                Ok(r) if !r.docs.is_empty() => name = format!("{}-{n}", meta.client_name.trim()),
+                Ok(_) | Err(StoreError::NotFound(_)) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let client_id = hearth_core::new_doc_id();
+        let registration = token::issue(&instance, Audience::Registration, &client_id, "", None);
+        let mut doc = match json!({
+            "_id": client_id,
+            "client_secret": random_hex(32),
+            "client_secret_expires_at": 0,
+            "registration_access_token": registration,
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "redirect_uris": meta.redirect_uris,
+            "client_name": name,
+            "software_id": meta.software_id,
+        }) {
+            Value::Object(m) => m,
+            _ => JsonMap::new(),
+        };
+        for (k, v) in [
+            ("client_kind", &meta.client_kind),
+            ("client_uri", &meta.client_uri),
+            ("software_version", &meta.software_version),
+        ] {
+            if let Some(v) = v.as_ref().filter(|v| !v.is_empty()) {
+                doc.insert(k.into(), Value::String(v.clone()));
+            }
+        }
+        if meta.allow_login_scope {
+            doc.insert("allow_login_scope".into(), Value::Bool(true));
+        }
+        let written = self.store.put(&id, &dt, doc.clone()).await?;
+        doc.insert("_rev".into(), Value::String(written.rev.to_string()));
+        Ok(Ok(public(&doc)))
+    }
+
+    /// The first client registered with this software id.
+    pub async fn find_client(&self, domain: &str, software_id: &str) -> InstanceResult<Value> {
+        let instance = self.get_str(domain).await?;
+        let q = FindQuery::parse(&json!({"selector": {"software_id": software_id}, "limit": 1}))?;
+        match self
+            .store
+            .find(&instance.instance_id(), &doctype(CLIENTS), &q)
+            .await
+        {
+            Ok(r) => r
+                .docs
+                .first()
+                .map(public)
+                .ok_or(InstanceError::ClientNotFound),
+            Err(StoreError::NotFound(_)) => Err(InstanceError::ClientNotFound),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(uris: &[&str], name: &str, sw: &str) -> ClientMetadata {
+        ClientMetadata {
+            redirect_uris: uris.iter().map(|s| s.to_string()).collect(),
+            client_name: name.into(),
+            software_id: sw.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn metadata_checks() {
+        assert!(
+            check(
+                &meta(&["https://app.example/cb"], "App", "io.app"),
+                "alice.example"
+            )
+            .is_ok()
+        );
+        assert!(
+            check(
+                &meta(&["cozy://callback"], "App", "io.app"),
+                "alice.example"
+            )
+            .is_ok()
+        );
+        for (m, error) in [
+            (meta(&[], "App", "sw"), "invalid_redirect_uri"),
+            (meta(&["not a uri"], "App", "sw"), "invalid_redirect_uri"),
+            (
+                meta(&["https://x/cb#frag"], "App", "sw"),
+                "invalid_redirect_uri",
+            ),
+            (
+                meta(&["https://alice.example/cb"], "App", "sw"),
+                "invalid_redirect_uri",
+            ),
+            (
+                meta(&["https://x/cb"], " ", "sw"),
+                "invalid_client_metadata",
+            ),
+            (
+                meta(&["https://x/cb"], "App", ""),
+                "invalid_client_metadata",
+            ),
+        ] {
+            assert_eq!(
+                check(&m, "alice.example").map_err(|e| e.error),
+                Err(error),
+                "{m:?}"
+            );
+        }
+    }
+}
