@@ -86,7 +86,11 @@ pub(crate) async fn resolve(
         Err(e) => return ApiError::from(e).into_response(),
     };
     let instance = match resolution {
-        Resolution::Found(i) => i,
+        Resolution::Found(i) => {
+            // Every log line of this request names the instance.
+            tracing::Span::current().record("domain", i.domain.as_str());
+            i
+        }
         Resolution::Moved(to) => {
             let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
             return Redirect::permanent(&format!("{}://{to}{path}", scheme_for(&to)))

@@ -80,7 +80,13 @@ fn make_span(req: &Request) -> Span {
         .get(&REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    tracing::info_span!("request", id, method = %req.method(), path = req.uri().path())
+    tracing::info_span!(
+        "request",
+        id,
+        method = %req.method(),
+        path = req.uri().path(),
+        domain = tracing::field::Empty
+    )
 }
 
 async fn limit_body(State(limit): State<usize>, req: Request, next: Next) -> Response {
