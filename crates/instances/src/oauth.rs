@@ -157,6 +157,122 @@ impl Instances {
     }
 }
 
+impl Instances {
+    /// A registered client by id, or `None`.
+    pub async fn get_client(
+        &self,
+        domain: &str,
+        client_id: &str,
+    ) -> InstanceResult<Option<JsonMap>> {
+        let instance = self.get_str(domain).await?;
+        match self
+            .store
+            .get(
+                &instance.instance_id(),
+                &doctype(CLIENTS),
+                client_id,
+                hearth_store::GetOptions::default(),
+            )
+            .await
+        {
+            Ok(doc) => Ok(Some(doc)),
+            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether `token` is the registration access token of `client_id`.
+    pub async fn check_registration_token(
+        &self,
+        domain: &str,
+        client_id: &str,
+        token: &str,
+    ) -> InstanceResult<bool> {
+        let instance = self.get_str(domain).await?;
+        Ok(token::verify(&instance, token)
+            .is_ok_and(|c| c.audience() == Some(Audience::Registration) && c.sub == client_id))
+    }
+
+    /// Replaces a client's metadata (`PUT /auth/register/:id`); giving the current
+    /// secret rotates it. `None` when the client does not exist.
+    pub async fn update_client(
+        &self,
+        domain: &str,
+        client_id: &str,
+        meta: ClientMetadata,
+        current_secret: Option<&str>,
+    ) -> InstanceResult<Option<Result<Value, RegistrationError>>> {
+        let instance = self.get_str(domain).await?;
+        let Some(mut doc) = self.get_client(domain, client_id).await? else {
+            return Ok(None);
+        };
+        if let Err(e) = check(&meta, &instance.domain) {
+            return Ok(Some(Err(e)));
+        }
+        if let Some(given) = current_secret {
+            let stored = doc
+                .get("client_secret")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if !crate::passphrase::constant_time_eq(given.as_bytes(), stored.as_bytes()) {
+                return Ok(Some(Err(RegistrationError {
+                    error: "invalid_client_metadata",
+                    description: "client_secret is invalid".into(),
+                })));
+            }
+            doc.insert("client_secret".into(), Value::String(random_hex(32)));
+        }
+        doc.insert("redirect_uris".into(), json!(meta.redirect_uris));
+        doc.insert(
+            "client_name".into(),
+            Value::String(meta.client_name.trim().to_owned()),
+        );
+        doc.insert("software_id".into(), Value::String(meta.software_id));
+        for (k, v) in [
+            ("client_kind", meta.client_kind),
+            ("client_uri", meta.client_uri),
+            ("software_version", meta.software_version),
+        ] {
+            match v.filter(|v| !v.is_empty()) {
+                Some(v) => doc.insert(k.into(), Value::String(v)),
+                None => doc.shift_remove(k),
+            };
+        }
+        let written = self
+            .store
+            .put(&instance.instance_id(), &doctype(CLIENTS), doc.clone())
+            .await?;
+        doc.insert("_rev".into(), Value::String(written.rev.to_string()));
+        Ok(Some(Ok(public(&doc))))
+    }
+
+    /// Deletes a client (its tokens die with it: they are checked against it).
+    pub async fn delete_client(&self, domain: &str, client_id: &str) -> InstanceResult<()> {
+        let instance = self.get_str(domain).await?;
+        if let Some(doc) = self.get_client(domain, client_id).await?
+            && let Some(rev) = doc
+                .get("_rev")
+                .and_then(Value::as_str)
+                .and_then(|r| r.parse().ok())
+        {
+            match self
+                .store
+                .delete(&instance.instance_id(), &doctype(CLIENTS), client_id, &rev)
+                .await
+            {
+                Ok(_) | Err(StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The client as the API shows it (`client_id`, no `_id`/`_rev`).
+pub fn client_json(doc: &JsonMap) -> Value {
+    public(doc)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@ mod admin;
 mod error;
 mod instance;
 mod layers;
+mod oauth;
 mod pages;
 mod system;
 
@@ -82,6 +83,7 @@ pub fn router(state: AppState) -> Router {
     };
     let pages = Router::new()
         .route("/", get(system::home))
+        .merge(oauth::routes())
         .route_layer(instance(Family::Pages));
     let api = Router::new()
         .route("/data/", get(system::data_welcome))

@@ -615,3 +615,207 @@ async fn oauth_clients_from_the_admin_api() {
         StatusCode::NOT_FOUND
     );
 }
+
+async fn send_json(
+    router: &Router,
+    method: Method,
+    host: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Res {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", host);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = router
+        .clone()
+        .oneshot(req.body(Body::from(body.to_owned())).unwrap())
+        .await
+        .unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body =
+        String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    Res {
+        status,
+        headers,
+        body,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_client_registration() {
+    let e = env().await;
+    e.admin(Method::POST, "/instances?Domain=a.localhost").await;
+    e.admin(Method::POST, "/instances?Domain=b.localhost").await;
+    let json_headers = [
+        ("content-type", "application/json"),
+        ("accept", "application/json"),
+    ];
+    let body = r#"{"redirect_uris":["http://localhost:4000/cb"],"client_name":"Notes","software_id":"github.com/example/notes","client_kind":"desktop"}"#;
+    let res = send_json(
+        &e.public,
+        Method::POST,
+        "a.localhost",
+        "/auth/register",
+        &json_headers,
+        body,
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+    let client = res.json();
+    for k in ["client_id", "client_secret", "registration_access_token"] {
+        assert!(client[k].is_string(), "{k}: {client}");
+    }
+    assert_eq!(client["client_secret_expires_at"], 0);
+    assert_eq!(
+        client["grant_types"],
+        json!(["authorization_code", "refresh_token"])
+    );
+    assert_eq!(client["response_types"], json!(["code"]));
+    let id = client["client_id"].as_str().unwrap();
+    let reg = format!(
+        "Bearer {}",
+        client["registration_access_token"].as_str().unwrap()
+    );
+    let path = format!("/auth/register/{id}");
+
+    // Header and metadata checks.
+    let bad_ct = send_json(
+        &e.public,
+        Method::POST,
+        "a.localhost",
+        "/auth/register",
+        &[("accept", "application/json")],
+        body,
+    )
+    .await;
+    assert_eq!(
+        (bad_ct.status, bad_ct.json()),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"error": "bad_content_type"})
+        )
+    );
+    let bad_accept = send_json(
+        &e.public,
+        Method::POST,
+        "a.localhost",
+        "/auth/register",
+        &[
+            ("content-type", "application/json"),
+            ("accept", "text/html"),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(bad_accept.json(), json!({"error": "bad_accept_header"}));
+    let no_uri = send_json(
+        &e.public,
+        Method::POST,
+        "a.localhost",
+        "/auth/register",
+        &json_headers,
+        r#"{"client_name":"x","software_id":"y"}"#,
+    )
+    .await;
+    assert_eq!(no_uri.json()["error"], "invalid_redirect_uri");
+    let garbage = send_json(
+        &e.public,
+        Method::POST,
+        "a.localhost",
+        "/auth/register",
+        &json_headers,
+        "{nope",
+    )
+    .await;
+    assert_eq!(garbage.status, StatusCode::BAD_REQUEST);
+
+    // Read with the registration token; not with another, nor on another instance.
+    let read = send_json(
+        &e.public,
+        Method::GET,
+        "a.localhost",
+        &path,
+        &[
+            ("authorization", reg.as_str()),
+            ("accept", "application/json"),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(read.status, StatusCode::OK);
+    assert_eq!(read.json()["client_name"], "Notes");
+    let wrong = send_json(
+        &e.public,
+        Method::GET,
+        "a.localhost",
+        &path,
+        &[("authorization", "Bearer nope")],
+        "",
+    )
+    .await;
+    assert_eq!(
+        (wrong.status, wrong.json()),
+        (StatusCode::UNAUTHORIZED, json!({"error": "invalid_token"}))
+    );
+    let elsewhere = send_json(
+        &e.public,
+        Method::GET,
+        "b.localhost",
+        &path,
+        &[("authorization", reg.as_str())],
+        "",
+    )
+    .await;
+    assert_eq!(elsewhere.status, StatusCode::NOT_FOUND);
+
+    // Update rotates the secret when the current one is given.
+    let secret = client["client_secret"].as_str().unwrap();
+    let update = format!(
+        r#"{{"redirect_uris":["http://localhost:4000/cb"],"client_name":"Notes 2","software_id":"github.com/example/notes","client_secret":"{secret}"}}"#
+    );
+    let updated = send_json(
+        &e.public,
+        Method::PUT,
+        "a.localhost",
+        &path,
+        &[
+            ("authorization", reg.as_str()),
+            ("content-type", "application/json"),
+        ],
+        &update,
+    )
+    .await;
+    assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
+    assert_eq!(updated.json()["client_name"], "Notes 2");
+    assert_ne!(updated.json()["client_secret"], secret);
+
+    // Delete: 204, and again 204.
+    for _ in 0..2 {
+        let gone = send_json(
+            &e.public,
+            Method::DELETE,
+            "a.localhost",
+            &path,
+            &[("authorization", reg.as_str())],
+            "",
+        )
+        .await;
+        assert_eq!(gone.status, StatusCode::NO_CONTENT);
+    }
+    let after = send_json(
+        &e.public,
+        Method::GET,
+        "a.localhost",
+        &path,
+        &[("authorization", reg.as_str())],
+        "",
+    )
+    .await;
+    assert_eq!(after.status, StatusCode::NOT_FOUND);
+}
