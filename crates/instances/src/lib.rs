@@ -12,6 +12,7 @@ mod lifecycle;
 mod model;
 pub mod oauth;
 pub mod passphrase;
+pub mod permission;
 pub mod token;
 pub mod tree;
 

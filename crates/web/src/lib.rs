@@ -12,6 +12,7 @@ mod layers;
 mod oauth;
 mod pages;
 mod system;
+mod token;
 
 use std::fmt;
 use std::future::Future;
@@ -30,6 +31,7 @@ pub use error::{
 pub use instance::{Family, Inst};
 pub use layers::REQUEST_ID_HEADER;
 pub use system::VersionInfo;
+pub use token::Perm;
 
 /// The default cap on request bodies (routes that stream uploads set their own).
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024 * 1024;
@@ -87,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(instance(Family::Pages));
     let api = Router::new()
         .route("/data/", get(system::data_welcome))
+        .route("/permissions/self", get(token::permissions_self))
         .route_layer(instance(Family::Api));
     let routes = Router::new()
         .route("/version", get(system::get_version))

@@ -819,3 +819,173 @@ async fn dynamic_client_registration() {
     .await;
     assert_eq!(after.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_tokens_and_permissions_self() {
+    let e = env().await;
+    e.admin(Method::POST, "/instances?Domain=a.localhost").await;
+    e.admin(Method::POST, "/instances?Domain=b.localhost").await;
+    let token = |domain: &'static str, aud: &'static str, scope: &'static str| {
+        let e = &e;
+        async move {
+            let uri = format!(
+                "/instances/token?Domain={domain}&Audience={aud}&Scope={scope}&Subject=sub"
+            );
+            e.admin(Method::POST, &uri).await.body
+        }
+    };
+    let json = ("accept", "application/json");
+    let cli_a = token("a.localhost", "cli", "io.cozy.files:GET%20io.cozy.contacts").await;
+    let ok = e
+        .host(
+            "a.localhost",
+            "/permissions/self",
+            &[("authorization", &format!("Bearer {cli_a}"))],
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    assert_eq!(ok.json()["data"]["attributes"]["type"], "cli");
+    assert_eq!(
+        ok.json()["data"]["attributes"]["permissions"],
+        json!({"rule0": {"type": "io.cozy.files", "verbs": ["GET"]}, "rule1": {"type": "io.cozy.contacts"}})
+    );
+    // The same token in the query string, and as a Basic password.
+    assert_eq!(
+        e.host(
+            "a.localhost",
+            &format!("/permissions/self?bearer_token={cli_a}"),
+            &[]
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("user:{cli_a}"))
+    );
+    assert_eq!(
+        e.host(
+            "a.localhost",
+            "/permissions/self",
+            &[("authorization", &basic)]
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+
+    // No token: 401. Client noise is no token.
+    let none = e.host("a.localhost", "/permissions/self", &[json]).await;
+    assert_eq!(
+        (none.status, none.json()),
+        (
+            StatusCode::UNAUTHORIZED,
+            json!({"error": "No token in request"})
+        )
+    );
+    assert_eq!(
+        e.host(
+            "a.localhost",
+            "/permissions/self",
+            &[("authorization", "Bearer null")]
+        )
+        .await
+        .status,
+        StatusCode::UNAUTHORIZED
+    );
+    // A token of another instance, a tampered one: 400 with WWW-Authenticate.
+    let cli_b = token("b.localhost", "cli", "io.cozy.files").await;
+    let other = e
+        .host(
+            "a.localhost",
+            "/permissions/self",
+            &[("authorization", &format!("Bearer {cli_b}")), json],
+        )
+        .await;
+    assert_eq!(
+        (other.status, other.json()),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"error": "Invalid JWT token"})
+        )
+    );
+    assert_eq!(
+        other.headers[header::WWW_AUTHENTICATE],
+        "Bearer error=\"invalid_token\""
+    );
+    let tampered = format!("Bearer {}x", cli_a.trim());
+    assert_eq!(
+        e.host(
+            "a.localhost",
+            "/permissions/self",
+            &[("authorization", &tampered)]
+        )
+        .await
+        .status,
+        StatusCode::BAD_REQUEST
+    );
+    // Expired (issued with an expiry of 0 seconds).
+    let expired = e
+        .admin(
+            Method::POST,
+            "/instances/token?Domain=a.localhost&Audience=cli&Scope=io.cozy.files&Expire=1",
+        )
+        .await
+        .body;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let res = e
+        .host(
+            "a.localhost",
+            "/permissions/self",
+            &[("authorization", &format!("Bearer {expired}")), json],
+        )
+        .await;
+    assert_eq!(
+        (res.status, res.json()),
+        (StatusCode::BAD_REQUEST, json!({"error": "Expired token"}))
+    );
+    assert!(
+        res.headers[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .contains("The access token expired")
+    );
+    // Wrong audience: a refresh token is not an API token.
+    let refresh = token("a.localhost", "refresh", "io.cozy.files").await;
+    let res = e
+        .host(
+            "a.localhost",
+            "/permissions/self",
+            &[("authorization", &format!("Bearer {refresh}")), json],
+        )
+        .await;
+    assert_eq!(
+        res.json(),
+        json!({"error": "Invalid audience for JWT token"})
+    );
+    // An access token only lives as long as its OAuth client.
+    let client = e.admin(Method::POST, "/instances/oauth_client?Domain=a.localhost&RedirectURI=http://localhost/cb&ClientName=C&SoftwareID=s").await.json();
+    let id = client["client_id"].as_str().unwrap().to_owned();
+    let access = e.admin(Method::POST, &format!("/instances/token?Domain=a.localhost&Audience=access&Scope=io.cozy.notes&Subject={id}")).await.body;
+    let res = e
+        .host(
+            "a.localhost",
+            "/permissions/self",
+            &[("authorization", &format!("Bearer {access}"))],
+        )
+        .await;
+    assert_eq!(res.json()["data"]["attributes"]["type"], "oauth");
+    assert_eq!(res.json()["data"]["attributes"]["source_id"], id);
+    let orphan = e.admin(Method::POST, "/instances/token?Domain=a.localhost&Audience=access&Scope=io.cozy.notes&Subject=deleted-client").await.body;
+    assert_eq!(
+        e.host(
+            "a.localhost",
+            "/permissions/self",
+            &[("authorization", &format!("Bearer {orphan}"))]
+        )
+        .await
+        .status,
+        StatusCode::BAD_REQUEST
+    );
+}

@@ -1,0 +1,158 @@
+//! Bearer tokens on API routes (spec core-api B.3): extraction, verification against
+//! the request's instance, and the permission set they carry.
+
+use axum::{
+    extract::FromRequestParts,
+    http::{HeaderValue, Method, StatusCode, header, request::Parts},
+    response::{IntoResponse, Response},
+};
+use base64::Engine;
+use hearth_instances::{Audience, Claims, InstanceError, permission::PermissionSet, token};
+
+use crate::{AppState, Inst, error::PlainError};
+
+/// What a verified token allows, for the handler to check.
+#[derive(Debug, Clone)]
+pub struct Perm {
+    pub claims: Claims,
+    /// `cli`, `oauth`, `app`, `konnector` (the `type` of `/permissions/self`).
+    pub kind: &'static str,
+    pub source_id: String,
+    pub set: PermissionSet,
+}
+
+/// The token of a request: `Authorization: Bearer`, the password of Basic auth, or the
+/// `bearer_token` query parameter. Client noise (`Bearer null`, empty) is no token.
+pub(crate) fn token_of(parts: &Parts) -> Option<String> {
+    let auth = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let from_header = if let Some(t) = auth.strip_prefix("Bearer ") {
+        Some(t.trim().to_owned())
+    } else if let Some(b) = auth.strip_prefix("Basic ") {
+        base64::engine::general_purpose::STANDARD
+            .decode(b.trim())
+            .ok()
+            .and_then(|raw| String::from_utf8(raw).ok())
+            .and_then(|up| up.split_once(':').map(|(_, p)| p.to_owned()))
+    } else {
+        None
+    };
+    let from_query = || {
+        parts.uri.query().and_then(|q| {
+            q.split('&')
+                .find_map(|kv| kv.strip_prefix("bearer_token="))
+                .map(str::to_owned)
+        })
+    };
+    from_header
+        .or_else(from_query)
+        .filter(|t| !t.is_empty() && t != "null" && t != "undefined")
+}
+
+fn invalid(parts: &Parts, message: &str, description: Option<&str>) -> Response {
+    let mut res =
+        PlainError::new(StatusCode::BAD_REQUEST, message).render(&parts.method, &parts.headers);
+    let value = match description {
+        Some(d) => format!("Bearer error=\"invalid_token\" error_description=\"{d}\""),
+        None => "Bearer error=\"invalid_token\"".to_owned(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    res
+}
+
+impl FromRequestParts<AppState> for Perm {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let Some(Inst(instance)) = parts.extensions.get::<Inst>().cloned() else {
+            return Err(PlainError::new(StatusCode::NOT_FOUND, "Instance not found")
+                .render(&Method::GET, &parts.headers));
+        };
+        let Some(raw) = token_of(parts) else {
+            return Err(
+                PlainError::new(StatusCode::UNAUTHORIZED, "No token in request")
+                    .render(&parts.method, &parts.headers),
+            );
+        };
+        let claims = match token::verify(&instance, &raw) {
+            Ok(c) => c,
+            Err(InstanceError::InvalidToken("Expired token")) => {
+                return Err(invalid(
+                    parts,
+                    "Expired token",
+                    Some("The access token expired"),
+                ));
+            }
+            Err(InstanceError::InvalidToken(m)) => return Err(invalid(parts, m, None)),
+            Err(_) => return Err(invalid(parts, "Invalid JWT token", None)),
+        };
+        let scope = |claims: &Claims| PermissionSet::from_scope(&claims.scope).unwrap_or_default();
+        match claims.audience() {
+            Some(Audience::Cli) => Ok(Perm {
+                set: scope(&claims),
+                kind: "cli",
+                source_id: String::new(),
+                claims,
+            }),
+            Some(Audience::Access) => {
+                // A revoked client's tokens die with it.
+                match state
+                    .instances
+                    .get_client(&instance.domain, &claims.sub)
+                    .await
+                {
+                    Ok(Some(_)) => Ok(Perm {
+                        set: scope(&claims),
+                        kind: "oauth",
+                        source_id: claims.sub.clone(),
+                        claims,
+                    }),
+                    Ok(None) => Err(invalid(parts, "Invalid JWT token", None)),
+                    Err(e) => Err(crate::ApiError::from(e).into_response()),
+                }
+            }
+            // App and konnector permissions come from their manifests (apps issue).
+            Some(Audience::App) => Ok(Perm {
+                set: PermissionSet::default(),
+                kind: "app",
+                source_id: format!("io.cozy.apps/{}", claims.sub),
+                claims,
+            }),
+            Some(Audience::Konnector) => Ok(Perm {
+                set: PermissionSet::default(),
+                kind: "konnector",
+                source_id: format!("io.cozy.konnectors/{}", claims.sub),
+                claims,
+            }),
+            _ => Err(invalid(parts, "Invalid audience for JWT token", None)),
+        }
+    }
+}
+
+/// `GET /permissions/self` — spec core-api B.11: what the caller's token allows.
+pub(crate) async fn permissions_self(perm: Perm) -> Response {
+    let body = serde_json::json!({
+        "data": {
+            "type": "io.cozy.permissions",
+            "id": perm.claims.sub,
+            "attributes": {
+                "type": perm.kind,
+                "source_id": perm.source_id,
+                "permissions": perm.set.to_json(),
+            },
+            "meta": {},
+            "links": {"self": "/permissions/self"},
+        }
+    });
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, crate::error::JSON_API)],
+        body.to_string(),
+    )
+        .into_response()
+}
