@@ -6,6 +6,7 @@
 //! (spec core-api B.2).
 
 mod admin;
+mod data;
 mod error;
 mod instance;
 mod layers;
@@ -90,6 +91,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/data/", get(system::data_welcome))
         .route("/permissions/self", get(token::permissions_self))
+        .merge(data::routes())
         .route_layer(instance(Family::Api));
     let routes = Router::new()
         .route("/version", get(system::get_version))

@@ -989,3 +989,288 @@ async fn bearer_tokens_and_permissions_self() {
         StatusCode::BAD_REQUEST
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_api() {
+    let e = env().await;
+    e.admin(Method::POST, "/instances?Domain=a.localhost").await;
+    e.admin(Method::POST, "/instances?Domain=b.localhost").await;
+    let t = e.admin(Method::POST, "/instances/token?Domain=a.localhost&Audience=cli&Scope=io.cozy.notes%20io.cozy.files:GET").await.body;
+    let t_b = e
+        .admin(
+            Method::POST,
+            "/instances/token?Domain=b.localhost&Audience=cli&Scope=io.cozy.notes",
+        )
+        .await
+        .body;
+    let auth = format!("Bearer {t}");
+    let h = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let call = |m: Method, uri: &'static str, body: &'static str| {
+        let e = &e;
+        async move { send_json(&e.public, m, "a.localhost", uri, &h, body).await }
+    };
+
+    // Create (201), read (with _type), update (stale rev 409), delete (needs rev).
+    let created = call(
+        Method::POST,
+        "/data/io.cozy.notes/",
+        r#"{"title":"hello","n":1}"#,
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let c = created.json();
+    assert_eq!(c["ok"], true);
+    assert_eq!(c["type"], "io.cozy.notes");
+    assert_eq!(c["data"]["title"], "hello");
+    let id = c["id"].as_str().unwrap().to_owned();
+    let rev1 = c["rev"].as_str().unwrap().to_owned();
+    let path = format!("/data/io.cozy.notes/{id}");
+    let got = send_json(&e.public, Method::GET, "a.localhost", &path, &h, "").await;
+    assert_eq!(got.json()["_type"], "io.cozy.notes");
+    assert_eq!(got.json()["_rev"], rev1);
+    let update = format!(r#"{{"_id":"{id}","_rev":"{rev1}","title":"v2"}}"#);
+    let updated = send_json(&e.public, Method::PUT, "a.localhost", &path, &h, &update).await;
+    assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
+    let stale = send_json(&e.public, Method::PUT, "a.localhost", &path, &h, &update).await;
+    assert_eq!(
+        (
+            stale.status,
+            stale.json()["error"].clone(),
+            stale.json()["reason"].clone()
+        ),
+        (
+            StatusCode::CONFLICT,
+            json!("conflict"),
+            json!("Document update conflict.")
+        )
+    );
+    let fixed = call(
+        Method::PUT,
+        "/data/io.cozy.notes/my-note",
+        r#"{"title":"fixed id"}"#,
+    )
+    .await;
+    assert_eq!(
+        fixed.status,
+        StatusCode::OK,
+        "creating with a fixed id answers 200"
+    );
+    assert_eq!(
+        call(
+            Method::PUT,
+            "/data/io.cozy.notes/my-note",
+            r#"{"title":"again"}"#
+        )
+        .await
+        .status,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        call(Method::POST, "/data/io.cozy.notes/", r#"{"_id":"x"}"#)
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        call(Method::POST, "/data/io.cozy.notes/", "{not json")
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+    let no_rev = send_json(&e.public, Method::DELETE, "a.localhost", &path, &h, "").await;
+    assert_eq!(
+        (no_rev.status, no_rev.json()["reason"].clone()),
+        (StatusCode::BAD_REQUEST, json!("delete without revision"))
+    );
+    let rev2 = updated.json()["rev"].as_str().unwrap().to_owned();
+    let del = send_json(
+        &e.public,
+        Method::DELETE,
+        "a.localhost",
+        &format!("{path}?rev={rev2}"),
+        &h,
+        "",
+    )
+    .await;
+    assert_eq!(del.status, StatusCode::OK, "{}", del.body);
+    assert_eq!(del.json()["deleted"], true);
+    let gone = send_json(&e.public, Method::GET, "a.localhost", &path, &h, "").await;
+    assert_eq!(
+        (
+            gone.status,
+            gone.json()["error"].clone(),
+            gone.json()["reason"].clone()
+        ),
+        (StatusCode::NOT_FOUND, json!("not_found"), json!("deleted"))
+    );
+
+    // Bulk, _all_docs, _normal_docs, _find with an index, _changes.
+    let bulk = call(
+        Method::POST,
+        "/data/io.cozy.notes/_bulk_docs",
+        r#"{"docs":[{"_id":"b1","n":3},{"_id":"b2","n":2},{"_id":"my-note"}]}"#,
+    )
+    .await;
+    assert_eq!(bulk.status, StatusCode::CREATED);
+    assert_eq!(bulk.json()[2]["error"], "conflict");
+    let all = call(
+        Method::GET,
+        "/data/io.cozy.notes/_all_docs?include_docs=true",
+        "",
+    )
+    .await
+    .json();
+    assert_eq!(all["total_rows"], 3);
+    assert_eq!(all["rows"][0]["id"], "b1");
+    assert_eq!(all["rows"][0]["doc"]["n"], 3);
+    let keyed = call(
+        Method::POST,
+        "/data/io.cozy.notes/_all_docs",
+        r#"{"keys":["b2","nope"]}"#,
+    )
+    .await
+    .json();
+    assert_eq!(
+        keyed["rows"][1],
+        json!({"key": "nope", "error": "not_found"})
+    );
+    let normal = call(Method::GET, "/data/io.cozy.notes/_normal_docs?limit=2", "")
+        .await
+        .json();
+    assert_eq!(normal["rows"].as_array().unwrap().len(), 2);
+    assert_eq!(normal["total_rows"], 3);
+    let index = call(
+        Method::POST,
+        "/data/io.cozy.notes/_index",
+        r#"{"index":{"fields":["n"]}}"#,
+    )
+    .await
+    .json();
+    assert_eq!(
+        index,
+        json!({"result": "created", "id": "_design/by_n", "name": "by_n"})
+    );
+    assert_eq!(
+        call(
+            Method::POST,
+            "/data/io.cozy.notes/_index",
+            r#"{"index":{"fields":["n"]}}"#
+        )
+        .await
+        .json()["result"],
+        "exists"
+    );
+    let found = call(
+        Method::POST,
+        "/data/io.cozy.notes/_find",
+        r#"{"selector":{"n":{"$gt":0}},"sort":["n"],"limit":1}"#,
+    )
+    .await
+    .json();
+    assert_eq!(found["docs"][0]["_id"], "b2");
+    assert_eq!(
+        (found["limit"].clone(), found["next"].clone()),
+        (json!(1), json!(true))
+    );
+    assert!(found["bookmark"].as_str().is_some_and(|b| !b.is_empty()));
+    assert_eq!(
+        call(
+            Method::POST,
+            "/data/io.cozy.notes/_find",
+            r#"{"selector":{"n":{"$bogus":1}}}"#
+        )
+        .await
+        .status,
+        StatusCode::BAD_REQUEST
+    );
+    let feed = call(
+        Method::GET,
+        "/data/io.cozy.notes/_changes?include_docs=true",
+        "",
+    )
+    .await
+    .json();
+    let ids: Vec<&str> = feed["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["my-note", id.as_str(), "b1", "b2"], "in sequence order, once each");
+    assert_eq!(feed["results"][1]["deleted"], true);
+    assert!(feed["last_seq"].is_string());
+    assert_eq!(
+        call(
+            Method::GET,
+            "/data/io.cozy.notes/_changes?style=x&bogus=1",
+            ""
+        )
+        .await
+        .status,
+        StatusCode::BAD_REQUEST
+    );
+
+    // Permissions, reserved doctypes, isolation.
+    let files = call(Method::POST, "/data/io.cozy.files/", r#"{}"#).await;
+    assert_eq!(
+        files.status,
+        StatusCode::FORBIDDEN,
+        "io.cozy.files is written through /files only"
+    );
+    assert_eq!(
+        call(Method::GET, "/data/io.cozy.contacts/_all_docs", "")
+            .await
+            .status,
+        StatusCode::FORBIDDEN,
+        "not in the token's scope"
+    );
+    assert_eq!(
+        call(Method::GET, "/data/io.cozy.oauth.clients/_all_docs", "")
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        call(Method::GET, "/data/Bad..Doctype/_all_docs", "")
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    let other = send_json(
+        &e.public,
+        Method::GET,
+        "b.localhost",
+        "/data/io.cozy.notes/b1",
+        &[("authorization", &format!("Bearer {t_b}"))],
+        "",
+    )
+    .await;
+    assert_eq!(
+        other.status,
+        StatusCode::NOT_FOUND,
+        "B does not see A's documents"
+    );
+    let a_token_on_b = send_json(
+        &e.public,
+        Method::GET,
+        "b.localhost",
+        "/data/io.cozy.notes/b1",
+        &h,
+        "",
+    )
+    .await;
+    assert_eq!(a_token_on_b.status, StatusCode::BAD_REQUEST);
+    let no_token = send_json(
+        &e.public,
+        Method::GET,
+        "a.localhost",
+        "/data/io.cozy.notes/b1",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(no_token.status, StatusCode::UNAUTHORIZED);
+}
