@@ -273,6 +273,179 @@ pub fn client_json(doc: &JsonMap) -> Value {
     public(doc)
 }
 
+/// How long an access code can be exchanged (spec core-api B.5).
+const ACCESS_CODE_LIFETIME_SECS: u64 = 5 * 60;
+const ACCESS_CODES: &str = "io.cozy.oauth.access_codes";
+
+/// The answer of `POST /auth/access_token`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tokens {
+    pub scope: String,
+    pub access_token: String,
+    /// Only for the `authorization_code` grant.
+    pub refresh_token: Option<String>,
+}
+
+/// Why a token request was refused; the message is the wire's `error` text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenError(pub &'static str);
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `base64url(sha256(verifier))` without padding: the PKCE S256 challenge.
+pub fn pkce_challenge(verifier: &str) -> String {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+impl Instances {
+    /// Records an access code for a client once the person accepted the scope
+    /// (single use, 5 minutes).
+    pub async fn create_access_code(
+        &self,
+        domain: &str,
+        client_id: &str,
+        scope: &str,
+        challenge: Option<&str>,
+    ) -> InstanceResult<String> {
+        let instance = self.get_str(domain).await?;
+        let code = random_hex(16);
+        let mut doc = match json!({"_id": code, "client_id": client_id, "scope": scope, "created_at": now_secs()})
+        {
+            Value::Object(m) => m,
+            _ => JsonMap::new(),
+        };
+        if let Some(c) = challenge.filter(|c| !c.is_empty()) {
+            doc.insert("challenge".into(), Value::String(c.to_owned()));
+        }
+        self.store
+            .put(&instance.instance_id(), &doctype(ACCESS_CODES), doc)
+            .await?;
+        Ok(code)
+    }
+
+    async fn client_with_secret(
+        &self,
+        domain: &str,
+        client_id: &str,
+        secret: &str,
+    ) -> InstanceResult<Result<JsonMap, TokenError>> {
+        let Some(client) = self.get_client(domain, client_id).await? else {
+            return Ok(Err(TokenError("the client must be registered")));
+        };
+        let stored = client
+            .get("client_secret")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if !crate::passphrase::constant_time_eq(stored.as_bytes(), secret.as_bytes()) {
+            return Ok(Err(TokenError("invalid client_secret")));
+        }
+        Ok(Ok(client))
+    }
+
+    /// The `authorization_code` grant: the code is consumed whatever the outcome.
+    pub async fn exchange_code(
+        &self,
+        domain: &str,
+        client_id: &str,
+        secret: &str,
+        code: &str,
+        verifier: Option<&str>,
+    ) -> InstanceResult<Result<Tokens, TokenError>> {
+        let instance = self.get_str(domain).await?;
+        if let Err(e) = self.client_with_secret(domain, client_id, secret).await? {
+            return Ok(Err(e));
+        }
+        let id = instance.instance_id();
+        let dt = doctype(ACCESS_CODES);
+        let doc = match self
+            .store
+            .get(&id, &dt, code, hearth_store::GetOptions::default())
+            .await
+        {
+            Ok(d) => d,
+            Err(StoreError::NotFound(_)) => return Ok(Err(TokenError("invalid code"))),
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(rev) = doc
+            .get("_rev")
+            .and_then(Value::as_str)
+            .and_then(|r| r.parse().ok())
+        {
+            match self.store.delete(&id, &dt, code, &rev).await {
+                Ok(_) => {}
+                // Someone else used it first: single use.
+                Err(StoreError::Conflict | StoreError::NotFound(_)) => {
+                    return Ok(Err(TokenError("invalid code")));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let created = doc.get("created_at").and_then(Value::as_u64).unwrap_or(0);
+        if doc.get("client_id").and_then(Value::as_str) != Some(client_id)
+            || created + ACCESS_CODE_LIFETIME_SECS < now_secs()
+        {
+            return Ok(Err(TokenError("invalid code")));
+        }
+        if let Some(challenge) = doc.get("challenge").and_then(Value::as_str) {
+            if verifier.is_none_or(|v| pkce_challenge(v) != challenge) {
+                return Ok(Err(TokenError("invalid code_verifier")));
+            }
+        }
+        let scope = doc
+            .get("scope")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        Ok(Ok(Tokens {
+            access_token: token::issue(&instance, Audience::Access, client_id, &scope, None),
+            refresh_token: Some(token::issue(
+                &instance,
+                Audience::Refresh,
+                client_id,
+                &scope,
+                None,
+            )),
+            scope,
+        }))
+    }
+
+    /// The `refresh_token` grant: a new access token with the refresh token's scope.
+    pub async fn refresh_tokens(
+        &self,
+        domain: &str,
+        client_id: &str,
+        secret: &str,
+        refresh: &str,
+    ) -> InstanceResult<Result<Tokens, TokenError>> {
+        let instance = self.get_str(domain).await?;
+        if let Err(e) = self.client_with_secret(domain, client_id, secret).await? {
+            return Ok(Err(e));
+        }
+        match token::verify(&instance, refresh) {
+            Ok(c) if c.audience() == Some(Audience::Refresh) && c.sub == client_id => {
+                Ok(Ok(Tokens {
+                    access_token: token::issue(
+                        &instance,
+                        Audience::Access,
+                        client_id,
+                        &c.scope,
+                        None,
+                    ),
+                    refresh_token: None,
+                    scope: c.scope,
+                }))
+            }
+            _ => Ok(Err(TokenError("invalid refresh token"))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -410,3 +410,121 @@ async fn destroy_removes_everything_and_refuses_twice() {
     // The domain is free again.
     e.instances.create(opts("d.localhost")).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_codes_and_tokens() {
+    use hearth_instances::oauth::{ClientMetadata, TokenError, pkce_challenge};
+    let e = env().await;
+    e.instances.create(opts("a.localhost")).await.unwrap();
+    let meta = ClientMetadata {
+        redirect_uris: vec!["http://localhost/cb".into()],
+        client_name: "C".into(),
+        software_id: "s".into(),
+        ..Default::default()
+    };
+    let client = e
+        .instances
+        .register_client("a.localhost", meta)
+        .await
+        .unwrap()
+        .unwrap();
+    let (id, secret) = (
+        client["client_id"].as_str().unwrap(),
+        client["client_secret"].as_str().unwrap(),
+    );
+    let a = e.instances.get_str("a.localhost").await.unwrap();
+
+    let code = e
+        .instances
+        .create_access_code("a.localhost", id, "io.cozy.files", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        e.instances
+            .exchange_code("a.localhost", id, "wrong", &code, None)
+            .await
+            .unwrap(),
+        Err(TokenError("invalid client_secret"))
+    );
+    let tokens = e
+        .instances
+        .exchange_code("a.localhost", id, secret, &code, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(tokens.scope, "io.cozy.files");
+    let claims = token::verify(&a, &tokens.access_token).unwrap();
+    assert_eq!(
+        (claims.audience(), claims.sub.as_str()),
+        (Some(Audience::Access), id)
+    );
+    assert_eq!(
+        e.instances
+            .exchange_code("a.localhost", id, secret, &code, None)
+            .await
+            .unwrap(),
+        Err(TokenError("invalid code")),
+        "single use"
+    );
+
+    // PKCE.
+    let code = e
+        .instances
+        .create_access_code(
+            "a.localhost",
+            id,
+            "io.cozy.files",
+            Some(&pkce_challenge("verifier")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        e.instances
+            .exchange_code("a.localhost", id, secret, &code, Some("other"))
+            .await
+            .unwrap(),
+        Err(TokenError("invalid code_verifier"))
+    );
+    let code = e
+        .instances
+        .create_access_code(
+            "a.localhost",
+            id,
+            "io.cozy.files",
+            Some(&pkce_challenge("verifier")),
+        )
+        .await
+        .unwrap();
+    assert!(
+        e.instances
+            .exchange_code("a.localhost", id, secret, &code, Some("verifier"))
+            .await
+            .unwrap()
+            .is_ok()
+    );
+
+    // Refresh; a deleted client can neither refresh nor use its tokens.
+    let refresh = tokens.refresh_token.unwrap();
+    let again = e
+        .instances
+        .refresh_tokens("a.localhost", id, secret, &refresh)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(again.refresh_token.is_none());
+    assert_eq!(
+        e.instances
+            .refresh_tokens("a.localhost", id, secret, "garbage")
+            .await
+            .unwrap(),
+        Err(TokenError("invalid refresh token"))
+    );
+    e.instances.delete_client("a.localhost", id).await.unwrap();
+    assert_eq!(
+        e.instances
+            .refresh_tokens("a.localhost", id, secret, &refresh)
+            .await
+            .unwrap(),
+        Err(TokenError("the client must be registered"))
+    );
+}

@@ -17,6 +17,7 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/auth/register", post(register))
         .route("/auth/register/{id}", get(read).put(update).delete(remove))
+        .route("/auth/access_token", post(access_token))
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: Option<&str>) -> Response {
@@ -218,4 +219,60 @@ async fn remove(
     }
     state.instances.delete_client(&i.domain, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /auth/access_token` — spec core-api B.5: the `authorization_code` and
+/// `refresh_token` grants, form-encoded; errors are 400 `{"error": "<text>"}`.
+pub(crate) async fn access_token(
+    State(state): State<AppState>,
+    Inst(i): Inst,
+    raw: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let form: std::collections::HashMap<String, String> = match serde_urlencoded::from_bytes(&raw) {
+        Ok(f) => f,
+        Err(_) => serde_json::from_slice(&raw).unwrap_or_default(),
+    };
+    let field = |k: &str| form.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    let refuse = |m: &str| Ok(oauth_error(StatusCode::BAD_REQUEST, m, None));
+    let Some(grant) = field("grant_type") else {
+        return refuse("the grant_type parameter is mandatory");
+    };
+    let Some(client_id) = field("client_id") else {
+        return refuse("the client_id parameter is mandatory");
+    };
+    let Some(secret) = field("client_secret") else {
+        return refuse("the client_secret parameter is mandatory");
+    };
+    let outcome = match grant {
+        "authorization_code" => {
+            let Some(code) = field("code") else {
+                return refuse("the code parameter is mandatory");
+            };
+            state
+                .instances
+                .exchange_code(&i.domain, client_id, secret, code, field("code_verifier"))
+                .await?
+        }
+        "refresh_token" => {
+            let Some(refresh) = field("refresh_token") else {
+                return refuse("invalid refresh token");
+            };
+            state
+                .instances
+                .refresh_tokens(&i.domain, client_id, secret, refresh)
+                .await?
+        }
+        _ => return refuse("invalid grant type"),
+    };
+    Ok(match outcome {
+        Ok(t) => {
+            let mut body =
+                json!({"token_type": "bearer", "scope": t.scope, "access_token": t.access_token});
+            if let Some(r) = t.refresh_token {
+                body["refresh_token"] = Value::String(r);
+            }
+            Json(body).into_response()
+        }
+        Err(e) => oauth_error(StatusCode::BAD_REQUEST, e.0, None),
+    })
 }

@@ -1199,7 +1199,11 @@ async fn data_api() {
         .iter()
         .map(|r| r["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["my-note", id.as_str(), "b1", "b2"], "in sequence order, once each");
+    assert_eq!(
+        ids,
+        ["my-note", id.as_str(), "b1", "b2"],
+        "in sequence order, once each"
+    );
     assert_eq!(feed["results"][1]["deleted"], true);
     assert!(feed["last_seq"].is_string());
     assert_eq!(
@@ -1273,4 +1277,49 @@ async fn data_api() {
     )
     .await;
     assert_eq!(no_token.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_token_errors() {
+    let e = env().await;
+    e.admin(Method::POST, "/instances?Domain=a.localhost").await;
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    for (body, error) in [
+        ("", "the grant_type parameter is mandatory"),
+        (
+            "grant_type=authorization_code",
+            "the client_id parameter is mandatory",
+        ),
+        (
+            "grant_type=authorization_code&client_id=x",
+            "the client_secret parameter is mandatory",
+        ),
+        (
+            "grant_type=authorization_code&client_id=x&client_secret=y",
+            "the code parameter is mandatory",
+        ),
+        (
+            "grant_type=authorization_code&client_id=x&client_secret=y&code=z",
+            "the client must be registered",
+        ),
+        (
+            "grant_type=password&client_id=x&client_secret=y",
+            "invalid grant type",
+        ),
+    ] {
+        let res = send_json(
+            &e.public,
+            Method::POST,
+            "a.localhost",
+            "/auth/access_token",
+            &form,
+            body,
+        )
+        .await;
+        assert_eq!(
+            (res.status, res.json()),
+            (StatusCode::BAD_REQUEST, json!({"error": error})),
+            "{body}"
+        );
+    }
 }
