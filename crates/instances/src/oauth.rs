@@ -392,10 +392,10 @@ impl Instances {
         {
             return Ok(Err(TokenError("invalid code")));
         }
-        if let Some(challenge) = doc.get("challenge").and_then(Value::as_str) {
-            if verifier.is_none_or(|v| pkce_challenge(v) != challenge) {
-                return Ok(Err(TokenError("invalid code_verifier")));
-            }
+        if let Some(challenge) = doc.get("challenge").and_then(Value::as_str)
+            && verifier.is_none_or(|v| pkce_challenge(v) != challenge)
+        {
+            return Ok(Err(TokenError("invalid code_verifier")));
         }
         let scope = doc
             .get("scope")
