@@ -29,6 +29,7 @@ pub(crate) fn routes() -> Router<AppState> {
             get(all_docs_get).post(all_docs_post),
         )
         .route("/data/{doctype}/_normal_docs", get(normal_docs))
+        .route("/data/{doctype}/_design_docs", get(design_docs))
         .route("/data/{doctype}/_find", post(find))
         .route("/data/{doctype}/_index", post(create_index))
         .route("/data/{doctype}/_changes", get(changes).post(changes))
@@ -442,6 +443,28 @@ async fn find(
         out["warning"] = Value::String(w);
     }
     Ok(Json(out).into_response())
+}
+
+/// `GET /data/:doctype/_design_docs` — the Mango indexes as CouchDB design documents.
+async fn design_docs(State(state): State<AppState>, inst: Inst, perm: Perm, Path(dt): Path<String>, Query(q): Query<HashMap<String, String>>) -> Res {
+    let dt = doctype(&dt, false)?;
+    whole_type(&perm, "GET", &dt)?;
+    let include = q.get("include_docs").is_some_and(|v| v == "true");
+    let defs = state.store.list_indexes(&inst_id(&inst), &dt).await?;
+    let rows: Vec<Value> = defs
+        .iter()
+        .map(|d| {
+            let id = format!("_design/{}", d.ddoc);
+            let mut row = json!({"id": id, "key": id, "value": {"rev": "1-0"}});
+            if include {
+                let mut doc = d.design_doc();
+                doc["_id"] = Value::String(id);
+                row["doc"] = doc;
+            }
+            row
+        })
+        .collect();
+    Ok(Json(json!({"total_rows": rows.len(), "offset": 0, "rows": rows})).into_response())
 }
 
 /// `POST /data/:doctype/_index` — declares a Mango index.
