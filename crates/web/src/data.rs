@@ -143,12 +143,7 @@ async fn get_doc(
         .store
         .get(&inst_id(&inst), &dt, &id, GetOptions { revs })
         .await?;
-    if !perm
-        .set
-        .allows_doc("GET", dt.as_str(), &id, Some(&Value::Object(doc.clone())))
-    {
-        return Err(forbidden());
-    }
+    check_doc(&perm, "GET", &dt, &id, &doc)?;
     Ok(Json(with_type(doc, &dt)).into_response())
 }
 
@@ -178,12 +173,7 @@ async fn create_doc(
             "defined_id",
         ));
     }
-    if !perm
-        .set
-        .allows_doc("POST", dt.as_str(), "", Some(&Value::Object(doc.clone())))
-    {
-        return Err(forbidden());
-    }
+    check_doc(&perm, "POST", &dt, "", &doc)?;
     let w = state.store.put(&inst_id(&inst), &dt, doc.clone()).await?;
     Ok(written(StatusCode::CREATED, &dt, doc, w))
 }
@@ -212,12 +202,7 @@ async fn put_doc(
     } else {
         "POST"
     };
-    if !perm
-        .set
-        .allows_doc(verb, dt.as_str(), &id, Some(&Value::Object(doc.clone())))
-    {
-        return Err(forbidden());
-    }
+    check_doc(&perm, verb, &dt, &id, &doc)?;
     let w = state.store.put(&inst_id(&inst), &dt, doc.clone()).await?;
     doc.shift_remove("_rev");
     Ok(written(StatusCode::OK, &dt, doc, w))
@@ -254,6 +239,22 @@ async fn delete_doc(
     }
     let tomb = state.store.delete(&inst_id(&inst), &dt, &id, &rev).await?;
     Ok(Json(json!({"ok": true, "id": id, "rev": tomb.to_string(), "type": dt.as_str(), "deleted": true})).into_response())
+}
+
+/// `verb` on one document, judged on its id and fields.
+fn check_doc(
+    perm: &Perm,
+    verb: &str,
+    dt: &Doctype,
+    id: &str,
+    doc: &JsonMap,
+) -> Result<(), CouchError> {
+    let doc = Value::Object(doc.clone());
+    if perm.set.allows_doc(verb, dt.as_str(), id, Some(&doc)) {
+        Ok(())
+    } else {
+        Err(forbidden())
+    }
 }
 
 fn whole_type(perm: &Perm, verb: &str, dt: &Doctype) -> Result<(), CouchError> {
@@ -446,7 +447,13 @@ async fn find(
 }
 
 /// `GET /data/:doctype/_design_docs` — the Mango indexes as CouchDB design documents.
-async fn design_docs(State(state): State<AppState>, inst: Inst, perm: Perm, Path(dt): Path<String>, Query(q): Query<HashMap<String, String>>) -> Res {
+async fn design_docs(
+    State(state): State<AppState>,
+    inst: Inst,
+    perm: Perm,
+    Path(dt): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Res {
     let dt = doctype(&dt, false)?;
     whole_type(&perm, "GET", &dt)?;
     let include = q.get("include_docs").is_some_and(|v| v == "true");
