@@ -598,6 +598,8 @@ pub struct NewInstance {
     pub swift_layout: Option<i64>,
     pub couch_cluster: Option<i64>,
     pub trace: bool,
+    /// PBKDF2 iterations browsers hash the password with (`KdfIterations`).
+    pub kdf_iterations: Option<u32>,
 }
 
 impl NewInstance {
@@ -652,6 +654,9 @@ impl NewInstance {
         }
         if self.trace {
             q.push(("Trace", "true".into()));
+        }
+        if let Some(n) = self.kdf_iterations.filter(|n| *n > 0) {
+            q.push(("KdfIterations", n.to_string()));
         }
         q
     }
@@ -1103,6 +1108,7 @@ mod tests {
             tos_signed: Some("1.0.0".into()),
             sponsorships: vec!["x".into(), "y".into()],
             disk_quota: Some(0),
+            kdf_iterations: Some(0),
             ..NewInstance::default()
         };
         assert_eq!(

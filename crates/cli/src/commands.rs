@@ -200,6 +200,10 @@ pub struct AddArgs {
     /// Identifier in the back-office
     #[arg(long)]
     pub uuid: Option<String>,
+    /// PBKDF2 iterations browsers hash the password with (50000 to 5000000; tests
+    /// use the lowest to stay fast)
+    #[arg(long, hide = true, value_name = "N")]
+    pub kdf_iterations: Option<u32>,
 }
 
 impl AddArgs {
@@ -227,6 +231,7 @@ impl AddArgs {
             swift_layout: Some(self.swift_layout),
             couch_cluster: Some(self.couch_cluster),
             trace: self.trace,
+            kdf_iterations: self.kdf_iterations,
         }
     }
 }
@@ -328,6 +333,10 @@ pub struct ModifyArgs {
     /// Identifier in the back-office
     #[arg(long)]
     pub uuid: Option<String>,
+    /// PBKDF2 iterations browsers hash the password with (50000 to 5000000; tests
+    /// use the lowest to stay fast)
+    #[arg(long, hide = true, value_name = "N")]
+    pub kdf_iterations: Option<u32>,
 }
 
 impl ModifyArgs {

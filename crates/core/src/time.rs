@@ -17,6 +17,56 @@ pub fn rfc3339(secs: u64) -> String {
     format!("{date}T{time}Z")
 }
 
+/// Parses `2026-11-24T10:01:45Z` (fractions of a second and a numeric offset
+/// allowed) into Unix seconds; `None` for anything else or a date before 1970.
+pub fn parse_rfc3339(text: &str) -> Option<u64> {
+    let num = |s: &str| -> Option<i64> {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let (date, rest) = text.split_once(['T', 't', ' '])?;
+    let mut d = date.splitn(3, '-');
+    let (year, month, day) = (num(d.next()?)?, num(d.next()?)?, num(d.next()?)?);
+    let time_len = rest.find(['Z', 'z', '+', '-']).unwrap_or(rest.len());
+    let (clock, zone) = rest.split_at(time_len);
+    let clock = clock.split_once('.').map_or(clock, |(c, fraction)| {
+        if fraction.bytes().all(|b| b.is_ascii_digit()) {
+            c
+        } else {
+            ""
+        }
+    });
+    let mut t = clock.splitn(3, ':');
+    let (hour, minute, second) = (num(t.next()?)?, num(t.next()?)?, num(t.next()?)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let offset = match zone {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = if zone.starts_with('-') { -1 } else { 1 };
+            let (h, m) = zone.get(1..)?.split_once(':')?;
+            sign * (num(h)? * 3600 + num(m)? * 60)
+        }
+    };
+    // Howard Hinnant's days-from-civil algorithm.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset;
+    u64::try_from(secs).ok()
+}
+
 fn civil(secs: u64) -> (String, String) {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
@@ -46,5 +96,29 @@ mod tests {
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_795_514_505), "2026-11-24T10:01:45Z");
         assert!(now_rfc3339().ends_with('Z'));
+    }
+
+    #[test]
+    fn parsing() {
+        for secs in [0, 951_782_400, 1_795_514_505, 4_102_444_800] {
+            assert_eq!(parse_rfc3339(&rfc3339(secs)), Some(secs));
+        }
+        let now = now_rfc3339();
+        assert!(parse_rfc3339(&now).is_some(), "{now}");
+        assert_eq!(
+            parse_rfc3339("2026-11-24T11:01:45+01:00"),
+            Some(1_795_514_505)
+        );
+        assert_eq!(parse_rfc3339("2026-11-24T10:01:45.5Z"), Some(1_795_514_505));
+        for bad in [
+            "",
+            "2026-11-24",
+            "2026-13-01T00:00:00Z",
+            "x026-11-24T10:01:45Z",
+            "1969-12-31T23:59:59Z",
+            "2026-11-24T10:01:45.x9Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
     }
 }

@@ -103,7 +103,8 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     let body_limit = usize::try_from(config.limits.body_bytes).unwrap_or(usize::MAX);
     let state = AppState::new(store, Arc::new(instances))
         .with_body_limit(body_limit)
-        .with_admin_auth(admin_auth(config));
+        .with_admin_auth(admin_auth(config))
+        .with_login_failures_per_hour(config.auth.login_failures_per_hour);
 
     let public = bind(
         resolve(&config.host, config.port)

@@ -6,6 +6,7 @@
 //! the store's id uniqueness makes domains and aliases one namespace, atomically.
 //! Lookups by `Host` go through an in-memory cache that every write invalidates.
 
+pub mod auth;
 mod domain;
 mod error;
 mod lifecycle;
@@ -13,6 +14,7 @@ mod model;
 pub mod oauth;
 pub mod passphrase;
 pub mod permission;
+pub mod session;
 pub mod token;
 pub mod tree;
 
@@ -32,8 +34,9 @@ use serde_json::{Value, json};
 pub use domain::{Domain, IllegalDomain};
 pub use error::{InstanceError, InstanceResult};
 pub use lifecycle::{CreateOptions, ModifyOptions};
-pub use model::{INDEXES_VERSION, Instance, prefix_for};
+pub use model::{INDEXES_VERSION, Instance, prefix_for, random_bytes};
 pub use passphrase::ScryptCost;
+pub use session::{LoginEntry, Session};
 pub use token::{Audience, Claims};
 
 pub(crate) const INSTANCES: &str = "io.cozy.instances";

@@ -372,13 +372,18 @@ impl Instances {
             (doctype("io.cozy.contacts"), vec![contact]),
         ];
 
-        // 3. Passphrase: the clear text is hashed as a client would, then scrypt.
+        // 3. Passphrase: the clear text is hashed as a client would, then scrypt. The
+        // iterations are recorded either way: the registration page hashes with them.
+        let iterations = if opts.kdf_iterations == 0 {
+            passphrase::EMULATED_ITERATIONS
+        } else {
+            opts.kdf_iterations
+        };
+        if let Value::Object(m) = json!({"_id": "io.cozy.settings.bitwarden", "passphrase_kdf": 0, "passphrase_kdf_iterations": iterations})
+        {
+            first_docs[0].1.push(m);
+        }
         if let Some(p) = opts.passphrase.as_deref().filter(|p| !p.is_empty()) {
-            let iterations = if opts.kdf_iterations == 0 {
-                passphrase::EMULATED_ITERATIONS
-            } else {
-                opts.kdf_iterations
-            };
             let client = passphrase::client_hash(p, &i.passphrase_salt(), iterations);
             let cost = self.config.scrypt;
             let hash = tokio::task::spawn_blocking(move || passphrase::hash(&client, cost))
@@ -390,10 +395,6 @@ impl Instances {
             i.session_secret = random_b64(64);
             i.onboarding_finished = true;
             i.password_defined = Some(true);
-            let bitwarden = json!({"_id": "io.cozy.settings.bitwarden", "passphrase_kdf": 0, "passphrase_kdf_iterations": iterations});
-            if let Value::Object(m) = bitwarden {
-                first_docs[0].1.push(m);
-            }
         }
 
         // 4. Settings, contact and the files tree in one transaction, then the
@@ -436,6 +437,11 @@ impl Instances {
     /// Where an instance's files live.
     pub fn instance_dir(&self, domain: &str) -> PathBuf {
         self.config.fs_root.join(domain)
+    }
+
+    /// Where every instance's files directory lives (`<fs_root>/<domain>`).
+    pub fn fs_root(&self) -> &std::path::Path {
+        &self.config.fs_root
     }
 
     /// Applies `PATCH /instances/:domain` (spec instances 4.4), fixing its quirks:

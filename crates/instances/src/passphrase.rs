@@ -136,6 +136,16 @@ mod tests {
     }
 
     #[test]
+    fn client_hash_known_answer() {
+        // From an independent PBKDF2 (Python's hashlib); the browser tests check the
+        // pages' script against the same value.
+        assert_eq!(
+            client_hash("cozy", "me@alice.localhost", 1000),
+            "nuAQOk1HLaeQTZb1cJ4IKjGxIpo/b6EOHVf+X5ognDk="
+        );
+    }
+
+    #[test]
     fn client_hash_is_deterministic_and_salted() {
         let a = client_hash("cozy", "me@a", 10);
         assert_eq!(a, client_hash("cozy", "me@a", 10));

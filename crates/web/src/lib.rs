@@ -6,10 +6,13 @@
 //! (spec core-api B.2).
 
 mod admin;
+mod auth;
 mod data;
 mod error;
+mod files;
 mod instance;
 mod layers;
+mod metrics;
 mod oauth;
 mod pages;
 mod system;
@@ -23,9 +26,11 @@ use axum::Router;
 use axum::routing::get;
 use hearth_instances::Instances;
 use hearth_store::DocStore;
+use hearth_vfs::{LocalBlobStore, Vfs};
 use tokio::net::TcpListener;
 
 pub use admin::AdminAuth;
+pub use auth::LoginThrottle;
 pub use error::{
     ApiError, CouchError, ErrorChain, ErrorSource, INTERNAL_DETAIL, JSON_API, PlainError,
 };
@@ -46,16 +51,39 @@ pub struct AppState {
     pub admin_auth: AdminAuth,
     /// The largest request body accepted, in bytes (413 beyond).
     pub body_limit: usize,
+    /// Failed logins per instance; too many block it (`auth.login_failures_per_hour`).
+    pub login_throttle: Arc<LoginThrottle>,
+    /// Request counters for `GET /metrics` on the admin API.
+    pub metrics: Arc<metrics::Metrics>,
+    /// The files service (by default on the local disk, under the instances' `fs_root`).
+    pub vfs: Arc<Vfs>,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn DocStore>, instances: Arc<Instances>) -> Self {
+        let blobs = Arc::new(LocalBlobStore::new(instances.fs_root()));
         Self {
+            vfs: Arc::new(Vfs::new(store.clone(), blobs)),
             store,
             instances,
             admin_auth: AdminAuth::default(),
             body_limit: DEFAULT_BODY_LIMIT,
+            login_throttle: Arc::default(),
+            metrics: Arc::default(),
         }
+    }
+
+    /// Blocks an instance (`LOGIN_FAILED`) at this many failed logins within an
+    /// hour; 0 never blocks.
+    pub fn with_login_failures_per_hour(mut self, limit: u32) -> Self {
+        self.login_throttle = Arc::new(LoginThrottle::new(limit));
+        self
+    }
+
+    /// Uses another files service (another blob store).
+    pub fn with_vfs(mut self, vfs: Arc<Vfs>) -> Self {
+        self.vfs = vfs;
+        self
     }
 
     pub fn with_body_limit(mut self, bytes: usize) -> Self {
@@ -85,19 +113,24 @@ pub fn router(state: AppState) -> Router {
         axum::middleware::from_fn_with_state((state.clone(), family), instance::resolve)
     };
     let pages = Router::new()
-        .route("/", get(system::home))
         .merge(oauth::routes())
         .route_layer(instance(Family::Pages));
     let api = Router::new()
         .route("/data/", get(system::data_welcome))
         .route("/permissions/self", get(token::permissions_self))
         .merge(data::routes())
+        .merge(files::routes())
         .route_layer(instance(Family::Api));
     let routes = Router::new()
         .route("/version", get(system::get_version))
         .route("/status", get(system::get_status))
         .merge(pages)
-        .merge(api);
+        .merge(api)
+        .merge(auth::routes(state.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count,
+        ));
     finish(routes, state)
 }
 
@@ -106,6 +139,7 @@ pub fn router(state: AppState) -> Router {
 pub fn admin_router(state: AppState) -> Router {
     let routes = Router::new()
         .route("/version", get(system::get_version))
+        .route("/metrics", get(metrics::get_metrics))
         .merge(admin::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -121,7 +155,9 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
+    // The peer address is kept for the login history.
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await
 }

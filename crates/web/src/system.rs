@@ -90,16 +90,6 @@ pub(crate) async fn get_status(State(state): State<AppState>) -> (StatusCode, Js
     (code, Json(body))
 }
 
-/// `GET /` on an instance: the "not activated yet" page while onboarding is pending,
-/// else the login page (served by the auth routes, spec instances 3.2).
-pub(crate) async fn home(crate::Inst(instance): crate::Inst) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    if !instance.onboarding_finished {
-        return crate::pages::onboarding(instance.page_locale()).into_response();
-    }
-    axum::response::Redirect::to("/auth/login").into_response()
-}
-
 /// `GET /data/` — spec core-api B.6.
 pub(crate) async fn data_welcome(_: crate::Inst) -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({"message": "welcome to a cozy API"}))

@@ -1323,3 +1323,37 @@ async fn access_token_errors() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_metrics_on_the_admin_api() {
+    let e = env().await;
+    e.admin(Method::POST, "/instances?Domain=a.localhost").await;
+    e.host("a.localhost", "/data/", &[]).await;
+    e.host("nobody.localhost", "/data/", &[]).await;
+    let m = e.admin(Method::GET, "/metrics").await;
+    assert_eq!(m.status, StatusCode::OK);
+    assert!(
+        m.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    assert!(
+        m.body
+            .contains("hearth_http_requests_total{status=\"2xx\"} 1"),
+        "{}",
+        m.body
+    );
+    assert!(
+        m.body
+            .contains("hearth_http_requests_total{status=\"4xx\"} 1"),
+        "{}",
+        m.body
+    );
+    assert!(m.body.contains("hearth_instances 1"), "{}", m.body);
+    assert!(m.body.contains("process_resident_memory_bytes "));
+    assert_eq!(
+        call(&e.admin, Method::GET, "/metrics", &[]).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}

@@ -60,6 +60,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Limits on requests.
     pub limits: LimitsConfig,
+    /// Owners' logins.
+    pub auth: AuthConfig,
 }
 
 /// `admin.*`: the admin API listener.
@@ -150,6 +152,16 @@ pub struct LimitsConfig {
     pub body_bytes: u64,
 }
 
+/// `auth.*`: owners' logins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Failed logins within an hour that block an instance (reason `LOGIN_FAILED`,
+    /// lifted with `hearth instances modify --blocked=false`); counted in memory per
+    /// instance over a sliding hour. 0 never blocks.
+    pub login_failures_per_hour: u32,
+}
+
 impl Config {
     /// The defaults, with every derived path under `data_dir`.
     pub fn defaults(data_dir: &Path) -> Self {
@@ -189,6 +201,9 @@ impl Config {
             },
             limits: LimitsConfig {
                 body_bytes: 64 * 1024 * 1024,
+            },
+            auth: AuthConfig {
+                login_failures_per_hour: 1000,
             },
         }
     }

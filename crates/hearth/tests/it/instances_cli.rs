@@ -544,3 +544,132 @@ fn oauth_clients() {
     assert!(!bad.status.success());
     assert!(stderr(&bad).contains("nope is invalid"), "{}", stderr(&bad));
 }
+
+/// A raw HTTP/1.1 exchange with the public server: status, head and body.
+fn http(port: u16, request: &str) -> (u16, String, String) {
+    use std::io::Read;
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// `name=value` of a `Set-Cookie` in a response head.
+fn set_cookie(head: &str, name: &str) -> String {
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, v)| v.trim())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_else(|| panic!("no {name} cookie in {head}"))
+        .to_owned()
+}
+
+/// The quoted value following `marker` in a page.
+fn quoted_after(body: &str, marker: &str) -> String {
+    let start = body
+        .find(marker)
+        .unwrap_or_else(|| panic!("no {marker} in {body}"))
+        + marker.len();
+    body[start..]
+        .split('"')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Logs in over HTTP as the login page's script would; returns the status, the head
+/// and the body of the answer to the form.
+fn log_in(port: u16, host: &str, password: &str) -> (u16, String, String) {
+    let (status, head, page) = http(
+        port,
+        &format!(
+            "GET /auth/login HTTP/1.1\r\nHost: {host}\r\nAccept: text/html\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(status, 200, "{head}\n{page}");
+    let csrf_cookie = set_cookie(&head, "_csrf");
+    let token = quoted_after(&page, "name=\"csrf_token\" value=\"");
+    let salt = quoted_after(&page, "data-salt=\"");
+    let iterations: u32 = quoted_after(&page, "data-iterations=\"")
+        .parse()
+        .expect("iterations");
+    let hash = hearth_instances::passphrase::client_hash(password, &salt, iterations);
+    let encoded: String = hash
+        .bytes()
+        .map(|b| match b {
+            b'+' => "%2B".to_owned(),
+            b'/' => "%2F".to_owned(),
+            b'=' => "%3D".to_owned(),
+            b => char::from(b).to_string(),
+        })
+        .collect();
+    let body = format!("passphrase={encoded}&csrf_token={token}");
+    http(
+        port,
+        &format!(
+            "POST /auth/login HTTP/1.1\r\nHost: {host}\r\nAccept: text/html\r\nCookie: {csrf_cookie}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+#[test]
+fn set_passphrase_then_log_in() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    let d = dir.path();
+    let host = "owner.localhost";
+    ok(&server.cli(d, &["add", host]));
+    let out = ok(&server.cli(d, &["set-passphrase", host, "a new passphrase"]));
+    assert_eq!(
+        out,
+        format!("Passphrase has been changed for instance {host}\n")
+    );
+    let show = ok(&server.cli(d, &["show", host]));
+    assert!(show.contains("\"onboarding_finished\": true"), "{show}");
+    assert!(show.contains("\"password_defined\": true"), "{show}");
+
+    let (status, _, body) = log_in(server.port, host, "not the passphrase");
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("Incorrect password"), "{body}");
+    let (status, head, _) = log_in(server.port, host, "a new passphrase");
+    assert_eq!(status, 303, "{head}");
+    assert!(
+        head.contains(&format!("location: http://{host}/")),
+        "{head}"
+    );
+    let session = set_cookie(&head, "cozysessid");
+    let (status, _, home) = http(
+        server.port,
+        &format!(
+            "GET / HTTP/1.1\r\nHost: {host}\r\nAccept: text/html\r\nCookie: {session}\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(status, 200, "{home}");
+    assert!(
+        home.contains(&format!(
+            "You are logged in to <strong id=\"domain\">{host}</strong>"
+        )),
+        "{home}"
+    );
+
+    // An unknown instance: the command fails and says why.
+    let out = server.cli(d, &["set-passphrase", "nobody.localhost", "x"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("Instance not found"),
+        "{}",
+        stderr(&out)
+    );
+}
