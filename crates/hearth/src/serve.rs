@@ -95,7 +95,10 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
         store.clone(),
         hearth_instances::InstancesConfig {
             fs_root: files_dir.clone(),
-            scrypt: hearth_instances::ScryptCost::PRODUCTION,
+            scrypt: hearth_instances::ScryptCost {
+                log_n: config.auth.scrypt_log_n,
+                ..hearth_instances::ScryptCost::PRODUCTION
+            },
         },
     )
     .await

@@ -15,6 +15,7 @@ pub mod oauth;
 pub mod passphrase;
 pub mod permission;
 pub mod session;
+pub mod share;
 pub mod token;
 pub mod tree;
 

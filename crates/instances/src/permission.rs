@@ -173,6 +173,81 @@ impl PermissionSet {
     }
 }
 
+impl Rule {
+    /// Reads a rule of a permission document: `{type, verbs?, values?, selector?}`.
+    pub fn from_json(v: &Value) -> Result<Self, InvalidScope> {
+        let bad = || InvalidScope(v.to_string());
+        let doctype = v.get("type").and_then(Value::as_str).ok_or_else(bad)?;
+        let mut rule = Rule::parse(doctype)?;
+        if let Some(verbs) = v.get("verbs").and_then(Value::as_array) {
+            let verbs: Vec<String> = verbs
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_uppercase)
+                .collect();
+            if verbs
+                .iter()
+                .any(|v| !VERBS.contains(&v.as_str()) && v != "ALL")
+            {
+                return Err(bad());
+            }
+            rule.verbs = if verbs.iter().any(|v| v == "ALL") {
+                Vec::new()
+            } else {
+                verbs
+            };
+        }
+        if let Some(values) = v.get("values").and_then(Value::as_array) {
+            rule.values = values
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect();
+        }
+        rule.selector = v
+            .get("selector")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned);
+        Ok(rule)
+    }
+
+    /// Whether everything this rule grants, `other` grants too.
+    fn within(&self, other: &Rule) -> bool {
+        if !other.covers_type(&self.doctype) || self.doctype == "*" && other.doctype != "*" {
+            return false;
+        }
+        let verbs_ok = other.verbs.is_empty()
+            || (!self.verbs.is_empty() && self.verbs.iter().all(|v| other.verbs.contains(v)));
+        let values_ok = other.values.is_empty()
+            || (!self.values.is_empty()
+                && self.selector == other.selector
+                && self.values.iter().all(|v| other.values.contains(v)));
+        verbs_ok && values_ok
+    }
+}
+
+impl PermissionSet {
+    /// Reads `{name: rule, …}` as stored in `io.cozy.permissions` documents.
+    pub fn from_json(v: &Value) -> Result<Self, InvalidScope> {
+        let map = v.as_object().ok_or_else(|| InvalidScope(v.to_string()))?;
+        Ok(Self {
+            rules: map
+                .values()
+                .map(Rule::from_json)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// Whether this set grants nothing that `parent` does not (share links are made
+    /// from a subset of their creator's permissions).
+    pub fn is_subset_of(&self, parent: &PermissionSet) -> bool {
+        self.rules
+            .iter()
+            .all(|r| parent.rules.iter().any(|p| r.within(p)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,6 +285,23 @@ mod tests {
             p.to_json()["rule1"],
             json!({"type": "io.cozy.files", "verbs": ["GET"], "values": ["io.cozy.files.music-dir"]})
         );
+    }
+
+    #[test]
+    fn subsets() {
+        let parent = PermissionSet::from_scope("io.cozy.files io.cozy.contacts:GET").unwrap();
+        let ok = PermissionSet::from_json(
+            &json!({"a": {"type": "io.cozy.files", "verbs": ["GET"], "values": ["dir1"]}}),
+        )
+        .unwrap();
+        assert!(ok.is_subset_of(&parent));
+        let wider =
+            PermissionSet::from_json(&json!({"a": {"type": "io.cozy.contacts", "verbs": ["ALL"]}}))
+                .unwrap();
+        assert!(!wider.is_subset_of(&parent));
+        let other = PermissionSet::from_json(&json!({"a": {"type": "io.cozy.notes"}})).unwrap();
+        assert!(!other.is_subset_of(&parent));
+        assert!(PermissionSet::from_json(&json!({"a": {"verbs": ["GET"]}})).is_err());
     }
 
     #[test]

@@ -118,6 +118,10 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/data/", get(system::data_welcome))
         .route("/permissions/self", get(token::permissions_self))
+        .route(
+            "/permissions",
+            axum::routing::post(token::create_permission),
+        )
         .merge(data::routes())
         .merge(files::routes())
         .route_layer(instance(Family::Api));

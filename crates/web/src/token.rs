@@ -116,6 +116,20 @@ impl FromRequestParts<AppState> for Perm {
                     Err(e) => Err(crate::ApiError::from(e).into_response()),
                 }
             }
+            Some(Audience::Share) => match state
+                .instances
+                .share_permission(&instance.domain, &claims.sub, &raw)
+                .await
+            {
+                Ok(Some(set)) => Ok(Perm {
+                    set,
+                    kind: "share",
+                    source_id: String::new(),
+                    claims,
+                }),
+                Ok(None) => Err(invalid(parts, "Invalid JWT token", None)),
+                Err(e) => Err(crate::ApiError::from(e).into_response()),
+            },
             // App and konnector permissions come from their manifests (apps issue).
             Some(Audience::App) => Ok(Perm {
                 set: PermissionSet::default(),
@@ -148,6 +162,109 @@ pub(crate) async fn permissions_self(perm: Perm) -> Response {
             "meta": {},
             "links": {"self": "/permissions/self"},
         }
+    });
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, crate::error::JSON_API)],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// A `ttl` such as `30m`, `2h`, `1D`, `1W` (or seconds).
+fn ttl(s: &str) -> Option<std::time::Duration> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().ok()?;
+    let secs = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "D" | "d" => 86_400,
+        "W" | "w" => 7 * 86_400,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_secs(n * secs))
+}
+
+/// `POST /permissions?codes=a,b&ttl=1D` — spec core-api B.11: a share-by-link
+/// permission, a subset of the caller's, with one token per code.
+pub(crate) async fn create_permission(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    Inst(i): Inst,
+    perm: Result<Perm, Response>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+    raw: axum::body::Bytes,
+) -> Response {
+    use crate::ApiError;
+    let perm = match perm {
+        Ok(p) => p,
+        Err(r) if r.status() == StatusCode::UNAUTHORIZED => {
+            return ApiError::unauthorized("no parent").into_response();
+        }
+        Err(r) => return r,
+    };
+    if perm.kind == "share" {
+        return ApiError::forbidden("Only apps can create sharing permissions").into_response();
+    }
+    let body: serde_json::Value = match serde_json::from_slice(&raw) {
+        Ok(b) => b,
+        Err(e) => {
+            return ApiError::bad_request(format!("the body is not valid JSON: {e}"))
+                .into_response();
+        }
+    };
+    let attributes = &body["data"]["attributes"];
+    let rules = &attributes["permissions"];
+    let source = attributes
+        .get("source_id")
+        .and_then(|v| v.as_str())
+        .unwrap_or(&perm.source_id)
+        .to_owned();
+    let codes: Vec<String> = q
+        .get("codes")
+        .map(|c| {
+            c.split(',')
+                .map(|x| x.trim().to_owned())
+                .filter(|x| !x.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let ttl = match q.get("ttl").filter(|t| !t.is_empty()) {
+        Some(t) => match ttl(t) {
+            Some(d) => Some(d),
+            None => {
+                return ApiError::invalid_parameter(
+                    "ttl",
+                    "ttl must be a duration such as 30m, 2h or 1D",
+                )
+                .into_response();
+            }
+        },
+        None => None,
+    };
+    let doc = match state
+        .instances
+        .create_share(&i.domain, &perm.set, &source, rules, &codes, ttl)
+        .await
+    {
+        Ok(Ok(doc)) => doc,
+        Ok(Err(hearth_instances::share::ShareError::Larger)) => {
+            return ApiError::forbidden("Attempt to create a larger permission set")
+                .into_response();
+        }
+        Ok(Err(hearth_instances::share::ShareError::Invalid(m))) => {
+            return ApiError::invalid_attribute("permissions", m).into_response();
+        }
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let id = doc.get("_id").cloned().unwrap_or_default();
+    let rev = doc.get("_rev").cloned().unwrap_or_default();
+    let mut attrs = doc.clone();
+    attrs.shift_remove("_id");
+    attrs.shift_remove("_rev");
+    attrs.insert("shortcodes".into(), serde_json::json!({}));
+    let body = serde_json::json!({
+        "data": {"type": "io.cozy.permissions", "id": id, "attributes": attrs, "meta": {"rev": rev}, "links": {"self": format!("/permissions/{}", id.as_str().unwrap_or(""))}}
     });
     (
         StatusCode::OK,

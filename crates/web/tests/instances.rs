@@ -1357,3 +1357,201 @@ async fn prometheus_metrics_on_the_admin_api() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn share_by_link_permissions() {
+    let e = env().await;
+    e.admin(Method::POST, "/instances?Domain=a.localhost").await;
+    let t = e
+        .admin(
+            Method::POST,
+            "/instances/token?Domain=a.localhost&Audience=cli&Scope=io.cozy.todos",
+        )
+        .await
+        .body;
+    let owner = format!("Bearer {t}");
+    let json_h = [
+        ("authorization", owner.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let doc = send_json(
+        &e.public,
+        Method::POST,
+        "a.localhost",
+        "/data/io.cozy.todos/",
+        &json_h,
+        r#"{"label":"shared"}"#,
+    )
+    .await
+    .json();
+    let id = doc["id"].as_str().unwrap().to_owned();
+    send_json(
+        &e.public,
+        Method::POST,
+        "a.localhost",
+        "/data/io.cozy.todos/",
+        &json_h,
+        r#"{"label":"private"}"#,
+    )
+    .await;
+    let other = send_json(
+        &e.public,
+        Method::GET,
+        "a.localhost",
+        "/data/io.cozy.todos/_all_docs",
+        &json_h,
+        "",
+    )
+    .await
+    .json()["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .find(|x| *x != id)
+        .unwrap();
+
+    let body = format!(
+        r#"{{"data":{{"type":"io.cozy.permissions","attributes":{{"permissions":{{"todo":{{"type":"io.cozy.todos","verbs":["GET"],"values":["{id}"]}}}}}}}}}}"#
+    );
+    let created = send_json(
+        &e.public,
+        Method::POST,
+        "a.localhost",
+        "/permissions?codes=bob,carol",
+        &json_h,
+        &body,
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    let perm = created.json();
+    assert_eq!(perm["data"]["attributes"]["type"], "share");
+    let code = perm["data"]["attributes"]["codes"]["bob"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(perm["data"]["attributes"]["codes"]["carol"].is_string());
+    let bob = format!("Bearer {code}");
+    let bob_h = [("authorization", bob.as_str())];
+    assert_eq!(
+        send_json(
+            &e.public,
+            Method::GET,
+            "a.localhost",
+            &format!("/data/io.cozy.todos/{id}"),
+            &bob_h,
+            ""
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send_json(
+            &e.public,
+            Method::GET,
+            "a.localhost",
+            &format!("/data/io.cozy.todos/{other}"),
+            &bob_h,
+            ""
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        send_json(
+            &e.public,
+            Method::GET,
+            "a.localhost",
+            "/data/io.cozy.todos/_all_docs",
+            &bob_h,
+            ""
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    let me = send_json(
+        &e.public,
+        Method::GET,
+        "a.localhost",
+        "/permissions/self",
+        &bob_h,
+        "",
+    )
+    .await
+    .json();
+    assert_eq!(me["data"]["attributes"]["type"], "share");
+
+    // Larger than the creator's, created by a share token, without a token, expired.
+    let larger = r#"{"data":{"type":"io.cozy.permissions","attributes":{"permissions":{"x":{"type":"io.cozy.contacts"}}}}}"#;
+    let res = send_json(
+        &e.public,
+        Method::POST,
+        "a.localhost",
+        "/permissions?codes=x",
+        &json_h,
+        larger,
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        res.json()["errors"][0]["detail"],
+        "Attempt to create a larger permission set"
+    );
+    assert_eq!(
+        send_json(
+            &e.public,
+            Method::POST,
+            "a.localhost",
+            "/permissions?codes=x",
+            &[("authorization", bob.as_str())],
+            &body
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        send_json(
+            &e.public,
+            Method::POST,
+            "a.localhost",
+            "/permissions?codes=x",
+            &[],
+            &body
+        )
+        .await
+        .status,
+        StatusCode::UNAUTHORIZED
+    );
+    let short = send_json(
+        &e.public,
+        Method::POST,
+        "a.localhost",
+        "/permissions?codes=x&ttl=1s",
+        &json_h,
+        &body,
+    )
+    .await
+    .json();
+    let expired = format!(
+        "Bearer {}",
+        short["data"]["attributes"]["codes"]["x"].as_str().unwrap()
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(
+        send_json(
+            &e.public,
+            Method::GET,
+            "a.localhost",
+            &format!("/data/io.cozy.todos/{id}"),
+            &[("authorization", expired.as_str())],
+            ""
+        )
+        .await
+        .status,
+        StatusCode::BAD_REQUEST
+    );
+}

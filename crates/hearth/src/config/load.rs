@@ -512,6 +512,12 @@ fn validate(
     let database = parse_database_url(&config.database.url).map_err(|m| err("database.url", m))?;
     let (fs_url, fs) = parse_fs_url(&config.fs.url).map_err(|m| err("fs.url", m))?;
     config.fs.url = fs_url;
+    if !(4..=20).contains(&config.auth.scrypt_log_n) {
+        return Err(err(
+            "auth.scrypt_log_n",
+            format!("{} is out of range (4 to 20)", config.auth.scrypt_log_n),
+        ));
+    }
     if config.database.max_open == 0 {
         return Err(err("database.max_open", "must be at least 1".into()));
     }

@@ -160,6 +160,10 @@ pub struct AuthConfig {
     /// lifted with `hearth instances modify --blocked=false`); counted in memory per
     /// instance over a sliding hour. 0 never blocks.
     pub login_failures_per_hour: u32,
+    /// Cost of the server-side passphrase hash: log2 of scrypt's N (r=8, p=1). The
+    /// default, 15, is the Cozy stack's strength; lower it only for tests and
+    /// benchmarks that create many instances with a passphrase (4 to 20).
+    pub scrypt_log_n: u8,
 }
 
 impl Config {
@@ -204,6 +208,7 @@ impl Config {
             },
             auth: AuthConfig {
                 login_failures_per_hour: 1000,
+                scrypt_log_n: 15,
             },
         }
     }
