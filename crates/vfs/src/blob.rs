@@ -233,10 +233,10 @@ impl TempBlob for LocalTemp {
 impl Drop for LocalTemp {
     fn drop(&mut self) {
         // Not sealed: the upload failed or was abandoned; its bytes must not stay.
-        if self.file.take().is_some() {
-            if let Err(e) = std::fs::remove_file(&self.path) {
-                tracing::warn!(path = %self.path.display(), error = %e, "cannot remove an abandoned upload");
-            }
+        if self.file.take().is_some()
+            && let Err(e) = std::fs::remove_file(&self.path)
+        {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot remove an abandoned upload");
         }
     }
 }

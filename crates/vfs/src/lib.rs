@@ -199,6 +199,13 @@ impl Usage {
     }
 }
 
+/// The cached usage of one instance, and a count of the writes it has seen.
+#[derive(Debug, Default)]
+struct UsageEntry {
+    usage: Option<Usage>,
+    generation: u64,
+}
+
 /// The quota of an instance, `None` for unlimited (absent or 0).
 pub fn quota_of(inst: &Instance) -> Option<u64> {
     inst.disk_quota.filter(|q| *q > 0)
@@ -209,7 +216,7 @@ pub struct Vfs {
     pub(crate) store: Arc<dyn DocStore>,
     pub(crate) blobs: Arc<dyn BlobStore>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    usage: Mutex<HashMap<String, Usage>>,
+    usage: Mutex<HashMap<String, UsageEntry>>,
     indexed: Mutex<HashSet<String>>,
 }
 
@@ -571,38 +578,47 @@ impl Vfs {
     }
 
     /// The bytes used by an instance's files and versions.
+    ///
+    /// A cold cache is filled by a scan. Writes change the usage while it runs, so
+    /// the scan is only kept if no write was counted meanwhile (the generation did
+    /// not move); otherwise it runs again.
     pub async fn usage(&self, inst: &Instance) -> VfsResult<Usage> {
         let key = key_of(inst);
-        if let Some(u) = self.cached_usage(&key) {
-            return Ok(u);
+        for _ in 0..4 {
+            let generation = {
+                let mut map = self.usage_map();
+                let entry = map.entry(key.clone()).or_default();
+                if let Some(u) = entry.usage {
+                    return Ok(u);
+                }
+                entry.generation
+            };
+            let scanned = self.scan_usage(inst).await?;
+            let mut map = self.usage_map();
+            let entry = map.entry(key.clone()).or_default();
+            if entry.generation == generation {
+                entry.usage = Some(scanned);
+                return Ok(scanned);
+            }
         }
-        let u = self.scan_usage(inst).await?;
+        // Writes keep coming: answer a fresh scan without caching it.
+        self.scan_usage(inst).await
+    }
+
+    fn usage_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, UsageEntry>> {
         self.usage
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(key)
-            .or_insert(u);
-        Ok(u)
     }
 
-    fn cached_usage(&self, key: &str) -> Option<Usage> {
-        self.usage
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(key)
-            .copied()
-    }
-
-    /// Adds (or removes) bytes to the cached usage of an instance, if it is cached
-    /// (otherwise the next read scans, and sees the change).
+    /// Adds (or removes) bytes to the cached usage of an instance, and marks that a
+    /// write happened (so that a scan running meanwhile is not trusted).
     pub(crate) fn adjust_usage(&self, inst: &Instance, files: i128, versions: i128) {
         let apply = |v: u64, d: i128| u64::try_from((v as i128 + d).max(0)).unwrap_or(u64::MAX);
-        if let Some(u) = self
-            .usage
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get_mut(&key_of(inst))
-        {
+        let mut map = self.usage_map();
+        let entry = map.entry(key_of(inst)).or_default();
+        entry.generation += 1;
+        if let Some(u) = &mut entry.usage {
             u.files = apply(u.files, files);
             u.versions = apply(u.versions, versions);
         }
@@ -610,10 +626,10 @@ impl Vfs {
 
     /// Drops the cached usage of an instance; the next read scans again.
     pub fn forget_usage(&self, inst: &Instance) {
-        self.usage
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&key_of(inst));
+        let mut map = self.usage_map();
+        let entry = map.entry(key_of(inst)).or_default();
+        entry.generation += 1;
+        entry.usage = None;
     }
 
     async fn scan_usage(&self, inst: &Instance) -> VfsResult<Usage> {

@@ -41,15 +41,13 @@ fn parent_path(path: &str) -> &str {
 
 /// A name with the suffix the trash adds on a clash (` (1a2b3c4d)`) removed.
 fn without_conflict_suffix(name: &str) -> &str {
-    if let Some(rest) = name.strip_suffix(')') {
-        if let Some((base, suffix)) = rest.rsplit_once(" (") {
-            if !base.is_empty()
-                && suffix.len() == 8
-                && suffix.bytes().all(|b| b.is_ascii_hexdigit())
-            {
-                return base;
-            }
-        }
+    if let Some(rest) = name.strip_suffix(')')
+        && let Some((base, suffix)) = rest.rsplit_once(" (")
+        && !base.is_empty()
+        && suffix.len() == 8
+        && suffix.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return base;
     }
     name
 }
@@ -105,10 +103,10 @@ impl Vfs {
             ));
         }
         check_new_name(&parent, &new_name)?;
-        if let Some(other) = self.child_by_name(inst, &parent.id, &new_name).await? {
-            if other.id != doc.id {
-                return Err(VfsError::Exists);
-            }
+        if let Some(other) = self.child_by_name(inst, &parent.id, &new_name).await?
+            && other.id != doc.id
+        {
+            return Err(VfsError::Exists);
         }
         self.move_locked(inst, updated, &parent, &new_name, None)
             .await
@@ -352,10 +350,10 @@ impl Vfs {
                 tracing::error!(error = %e, path = %d.path, "cannot remove the content of a destroyed file");
             }
         }
-        if doc.is_dir() {
-            if let Err(e) = self.blobs.remove_dir(&inst.domain, &doc.path).await {
-                tracing::error!(error = %e, path = %doc.path, "cannot remove a destroyed directory");
-            }
+        if doc.is_dir()
+            && let Err(e) = self.blobs.remove_dir(&inst.domain, &doc.path).await
+        {
+            tracing::error!(error = %e, path = %doc.path, "cannot remove a destroyed directory");
         }
         self.adjust_usage(inst, -i128::from(freed), 0);
         Ok(())
@@ -428,10 +426,10 @@ fn apply(doc: &mut FileDoc, p: &Patch) -> VfsResult<()> {
     if let Some(t) = &p.tags {
         b.insert("tags".into(), json!(t));
     }
-    if let Some(x) = p.executable {
-        if b.get("type").and_then(Value::as_str) == Some("file") {
-            b.insert("executable".into(), json!(x));
-        }
+    if let Some(x) = p.executable
+        && b.get("type").and_then(Value::as_str) == Some("file")
+    {
+        b.insert("executable".into(), json!(x));
     }
     if let Some(m) = &p.metadata {
         b.insert("metadata".into(), Value::Object(m.clone()));

@@ -220,10 +220,10 @@ impl Vfs {
         S: Stream<Item = io::Result<Bytes>> + Send + Unpin,
     {
         let room = self.room(inst).await?;
-        if let (Some(size), Some(room)) = (size, room) {
-            if size > room {
-                return Err(VfsError::QuotaExceeded);
-            }
+        if let (Some(size), Some(room)) = (size, room)
+            && size > room
+        {
+            return Err(VfsError::QuotaExceeded);
         }
         // Dropping `temp` on any early return removes the temporary file.
         let mut temp = self.blobs.create_temp(&inst.domain).await?;
@@ -232,13 +232,13 @@ impl Vfs {
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(VfsError::Body)?;
             n += chunk.len() as u64;
-            if let Some(expected) = size {
-                if n > expected {
-                    return Err(VfsError::SizeMismatch {
-                        expected,
-                        actual: n,
-                    });
-                }
+            if let Some(expected) = size
+                && n > expected
+            {
+                return Err(VfsError::SizeMismatch {
+                    expected,
+                    actual: n,
+                });
             }
             if room.is_some_and(|r| n > r) {
                 return Err(VfsError::QuotaExceeded);
@@ -246,13 +246,13 @@ impl Vfs {
             hasher.update(&chunk);
             temp.write(&chunk).await?;
         }
-        if let Some(expected) = size {
-            if n != expected {
-                return Err(VfsError::SizeMismatch {
-                    expected,
-                    actual: n,
-                });
-            }
+        if let Some(expected) = size
+            && n != expected
+        {
+            return Err(VfsError::SizeMismatch {
+                expected,
+                actual: n,
+            });
         }
         let digest: [u8; 16] = hasher.finalize().into();
         if md5.is_some_and(|m| m != digest) {
@@ -441,14 +441,13 @@ impl Vfs {
             Ok(w) => doc.rev = w.rev.to_string(),
             Err(e) => {
                 // Put the old content back, so content and document agree again.
-                if kept {
-                    if let Err(re) = self
+                if kept
+                    && let Err(re) = self
                         .blobs
                         .restore_version(old.blob(&inst.domain), &version_key)
                         .await
-                    {
-                        tracing::error!(error = %re, path = %old.path, "cannot restore the content of a failed overwrite");
-                    }
+                {
+                    tracing::error!(error = %re, path = %old.path, "cannot restore the content of a failed overwrite");
                 }
                 return Err(e.into());
             }

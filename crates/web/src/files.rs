@@ -294,7 +294,7 @@ async fn render(
 // Request helpers
 
 /// A header's value; empty values (client noise such as `If-Match: `) are absent.
-fn header_str<'a>(h: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     h.get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)

@@ -1113,9 +1113,7 @@ async fn oauth_authorization_code_flow() {
         format!(
             "/auth/authorize?client_id={id}&redirect_uri=http%3A%2F%2Fevil%2Fcb&state=s&response_type=code&scope=io.cozy.notes"
         ),
-        format!(
-            "/auth/authorize?client_id=nope&redirect_uri=http%3A%2F%2Flocalhost%3A4000%2Fcb&state=s&response_type=code&scope=io.cozy.notes"
-        ),
+        "/auth/authorize?client_id=nope&redirect_uri=http%3A%2F%2Flocalhost%3A4000%2Fcb&state=s&response_type=code&scope=io.cozy.notes".to_owned(),
         format!(
             "/auth/authorize?client_id={id}&redirect_uri=http%3A%2F%2Flocalhost%3A4000%2Fcb&state=s&response_type=token&scope=io.cozy.notes"
         ),
