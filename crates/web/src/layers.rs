@@ -89,7 +89,22 @@ fn make_span(req: &Request) -> Span {
     )
 }
 
+/// Whether a request streams file content: uploads (`POST /files/…`, `PUT /files/:id`)
+/// are bounded by the instance's quota, checked by the VFS while it streams them to
+/// disk, not by the body limit meant for JSON.
+fn is_upload(req: &Request) -> bool {
+    let path = req.uri().path();
+    (req.method() == axum::http::Method::POST || req.method() == axum::http::Method::PUT)
+        && path.starts_with("/files/")
+        && !path.starts_with("/files/_")
+        && !path.contains("/relationships/")
+        && !path.starts_with("/files/trash")
+}
+
 async fn limit_body(State(limit): State<usize>, req: Request, next: Next) -> Response {
+    if is_upload(&req) {
+        return next.run(req).await;
+    }
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
