@@ -2,8 +2,10 @@
 //! same disk, and the ratio (Hearth time / baseline time) is printed.
 //!
 //! Run with `cargo run --release -p hearth-bench -- store [--docs N]` or
-//! `cargo run --release -p hearth-bench -- instances [--max N]`.
+//! `cargo run --release -p hearth-bench -- instances [--max N]` or
+//! `cargo run --release -p hearth-bench -- files [--big-mib N] [--small N]`.
 
+mod files;
 mod instances;
 mod store;
 
@@ -29,7 +31,12 @@ fn main() -> anyhow::Result<()> {
             };
             instances::run(&counts)
         }
-        other => anyhow::bail!("unknown scenario {other:?} (known: store, instances)"),
+        "files" => {
+            let big = flag(&args, "--big-mib").unwrap_or(1024) as u64;
+            let small = flag(&args, "--small").unwrap_or(10_000);
+            files::run(big, small)
+        }
+        other => anyhow::bail!("unknown scenario {other:?} (known: store, instances, files)"),
     }
 }
 

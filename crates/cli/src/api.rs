@@ -230,6 +230,20 @@ impl AdminClient {
         self.send(Method::Delete, &url)?.empty()
     }
 
+    /// `GET /instances/<domain>/fsck`: the NDJSON lines of the problems found, each
+    /// without its line end (none when all is well).
+    pub fn fsck(&self, domain: &str, query: &[(&str, String)]) -> Result<Vec<String>, ApiError> {
+        let url = self.admin_url(&instance_path(domain, "/fsck"), query);
+        let answer = self.send(Method::Get, &url)?;
+        Ok(answer
+            .text(200)?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+
     /// `POST /instances/token`: the token, without surrounding white space.
     pub fn issue_token(&self, req: &TokenRequest) -> Result<String, ApiError> {
         let url = self.admin_url("/instances/token", &req.query());

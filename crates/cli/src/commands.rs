@@ -112,6 +112,59 @@ pub enum InstancesCommand {
         domain: String,
         new_passphrase: String,
     },
+    /// Check the files of an instance (deprecated: use `hearth check fs`)
+    Fsck(FsckArgs),
+}
+
+/// `hearth check`: consistency checks of an instance, through the admin API.
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub globals: GlobalArgs,
+    #[command(subcommand)]
+    pub command: CheckCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum CheckCommand {
+    /// Compare the files documents of an instance with their content: prints one JSON
+    /// line per problem and exits 1 if there is any, prints nothing when all is well
+    Fs(FsckArgs),
+}
+
+/// The arguments of `check fs` and of the deprecated `instances fsck`.
+#[derive(Debug, Clone, Args)]
+pub struct FsckArgs {
+    pub domain: String,
+    /// Accepted for compatibility; Hearth always runs its one (files) check
+    #[arg(long)]
+    pub index_integrity: bool,
+    /// Accepted for compatibility; Hearth always runs its one (files) check
+    #[arg(long)]
+    pub files_consistency: bool,
+    /// Accepted for compatibility; the check always runs to its end
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Accepted for compatibility; the output is always JSON lines
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl FsckArgs {
+    /// The query of `GET /instances/<domain>/fsck`: only the flags given.
+    pub fn query(&self) -> Vec<(&'static str, String)> {
+        let mut q = Vec::new();
+        for (name, set) in [
+            ("IndexIntegrity", self.index_integrity),
+            ("FilesConsistency", self.files_consistency),
+            ("FailFast", self.fail_fast),
+        ] {
+            if set {
+                q.push((name, "true".to_owned()));
+            }
+        }
+        q
+    }
 }
 
 #[derive(Debug, Clone, Args)]

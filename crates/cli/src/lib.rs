@@ -16,15 +16,31 @@ use std::io::{self, IsTerminal};
 use std::process::ExitCode;
 
 pub use api::{AdminClient, ApiError, Endpoints, PassphraseSource};
-pub use commands::{GlobalArgs, InstancesArgs, InstancesCommand};
-pub use run::{Io, execute};
+pub use commands::{CheckArgs, CheckCommand, GlobalArgs, InstancesArgs, InstancesCommand};
+pub use run::{Io, execute, execute_check};
 
 /// Runs one `hearth instances` command with the process's environment, standard
 /// streams and terminal. Errors are printed as `Error: …` on stderr; the exit status is
 /// 0 on success, 1 on failure, 2 for a bad setting in the environment.
 pub fn run(args: InstancesArgs) -> ExitCode {
+    with_process(&args.globals, |settings, io| {
+        execute(&args.command, settings, io)
+    })
+}
+
+/// Runs one `hearth check` command, like [`run`]: exit status 0 when all is well, 1
+/// when a problem was found or the check failed, 2 for a bad setting.
+pub fn run_check(args: CheckArgs) -> ExitCode {
+    with_process(&args.globals, |settings, io| {
+        execute_check(&args.command, settings, io)
+    })
+}
+
+/// Resolves the settings from the flags and the process's environment, then runs `f`
+/// with the standard streams.
+fn with_process(globals: &GlobalArgs, f: impl FnOnce(&Settings, &mut Io<'_>) -> u8) -> ExitCode {
     let env = |name: &str| std::env::var(name).ok();
-    let settings = match Settings::resolve(&args.globals, &env, io::stdin().is_terminal()) {
+    let settings = match Settings::resolve(globals, &env, io::stdin().is_terminal()) {
         Ok(settings) => settings,
         Err(message) => {
             eprintln!("Error: {message}");
@@ -39,7 +55,7 @@ pub fn run(args: InstancesArgs) -> ExitCode {
         err: &mut stderr.lock(),
         input: &mut stdin.lock(),
     };
-    ExitCode::from(execute(&args.command, &settings, &mut io))
+    ExitCode::from(f(&settings, &mut io))
 }
 
 /// Everything a command needs from flags and environment, resolved once.

@@ -275,6 +275,12 @@ pub fn db_prefix(instance: &Instance) -> String {
     out
 }
 
+/// `check fs` / `instances fsck`: the problems as the server sent them, one JSON
+/// object a line.
+pub fn fsck(lines: &[String]) -> String {
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
 /// `count`: `1 instance`, `N instances`.
 pub fn count(n: u64) -> String {
     if n == 1 {

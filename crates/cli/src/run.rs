@@ -4,7 +4,7 @@
 use std::io::{BufRead, Write};
 
 use crate::api::{AdminClient, Audience, TokenRequest};
-use crate::commands::{InstancesCommand, quota_param};
+use crate::commands::{CheckCommand, FsckArgs, InstancesCommand, quota_param};
 use crate::{Settings, check_domain, output};
 
 /// The streams of a command: what it prints, its errors, and where `destroy` reads the
@@ -15,13 +15,19 @@ pub struct Io<'a> {
     pub input: &'a mut dyn BufRead,
 }
 
-/// A failed command: an optional line saying what failed, then `Error: <message>`.
+/// A failed command: an optional line saying what failed, then `Error: <message>`
+/// (nothing when the message is empty: the command already said why).
 struct Failure {
     context: Option<String>,
     message: String,
 }
 
 impl Failure {
+    /// Exit 1 without printing anything more.
+    fn silent() -> Self {
+        Self::new("")
+    }
+
     fn new(message: impl ToString) -> Self {
         Self {
             context: None,
@@ -40,16 +46,46 @@ impl Failure {
 /// Runs `command` and returns its exit status: 0, or 1 after printing the error.
 pub fn execute(command: &InstancesCommand, settings: &Settings, io: &mut Io<'_>) -> u8 {
     let client = AdminClient::new(settings.endpoints(), settings.passphrase.clone());
-    match dispatch(command, settings, &client, io) {
+    let outcome = dispatch(command, settings, &client, io);
+    status(outcome, io)
+}
+
+/// Runs a `hearth check` command and returns its exit status: 0 when all is well, 1
+/// when a problem was found (printed on stdout) or the check failed (on stderr).
+pub fn execute_check(command: &CheckCommand, settings: &Settings, io: &mut Io<'_>) -> u8 {
+    let client = AdminClient::new(settings.endpoints(), settings.passphrase.clone());
+    let outcome = match command {
+        CheckCommand::Fs(args) => fsck(&client, io, args),
+    };
+    status(outcome, io)
+}
+
+fn status(outcome: Result<(), Failure>, io: &mut Io<'_>) -> u8 {
+    match outcome {
         Ok(()) => 0,
         Err(failure) => {
             if let Some(context) = &failure.context {
                 let _ = writeln!(io.err, "{context}");
             }
-            let _ = writeln!(io.err, "Error: {}", failure.message);
+            if !failure.message.is_empty() {
+                let _ = writeln!(io.err, "Error: {}", failure.message);
+            }
             1
         }
     }
+}
+
+/// `check fs` / `instances fsck`: the problems as JSON lines; exit 1 if there is one.
+fn fsck(client: &AdminClient, io: &mut Io<'_>, args: &FsckArgs) -> Result<(), Failure> {
+    check_domain(&args.domain).map_err(Failure::new)?;
+    let lines = client
+        .fsck(&args.domain, &args.query())
+        .map_err(Failure::new)?;
+    if lines.is_empty() {
+        return Ok(());
+    }
+    print(io, &output::fsck(&lines))?;
+    Err(Failure::silent())
 }
 
 fn dispatch(
@@ -224,6 +260,13 @@ fn dispatch(
         C::CleanSessions(d) => {
             check_domain(&d.domain).map_err(Failure::new)?;
             client.clean_sessions(&d.domain).map_err(Failure::new)
+        }
+        C::Fsck(args) => {
+            warn(
+                io,
+                "`hearth instances fsck` is deprecated, please use `hearth check fs` instead",
+            );
+            fsck(client, io, args)
         }
         C::SetPassphrase {
             domain,

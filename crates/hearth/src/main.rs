@@ -46,6 +46,8 @@ enum Command {
     /// Manage instances through the admin API
     #[command(visible_alias = "instance")]
     Instances(Box<hearth_cli::InstancesArgs>),
+    /// Check the consistency of an instance through the admin API
+    Check(Box<hearth_cli::CheckArgs>),
 }
 
 /// Flags override the configuration file and the HEARTH_* variables.
@@ -131,5 +133,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         // It prints its own errors (`Error: …`, spec instances 6.1) and picks its status.
         Command::Instances(args) => Ok(hearth_cli::run(*args)),
+        Command::Check(args) => Ok(hearth_cli::run_check(*args)),
     }
 }

@@ -90,7 +90,11 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     };
     let store = SqliteStore::open(db_dir.clone(), options)
         .with_context(|| format!("cannot open the document store in {}", db_dir.display()))?;
-    let store: Arc<dyn hearth_store::DocStore> = Arc::new(store);
+    // Every write (instances, settings, data, files) publishes realtime events.
+    let store: Arc<dyn hearth_store::DocStore> = Arc::new(hearth_store::events::EventedStore::new(
+        Arc::new(store),
+        Default::default(),
+    ));
     let instances = hearth_instances::Instances::open(
         store.clone(),
         hearth_instances::InstancesConfig {

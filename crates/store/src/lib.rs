@@ -5,6 +5,7 @@
 //! ([`collate`]) live here so that every backend agrees on what a query means.
 
 pub mod collate;
+pub mod events;
 pub mod mango;
 mod store;
 #[cfg(feature = "testkit")]

@@ -301,6 +301,12 @@ pub trait DocStore: Send + Sync + 'static {
 
     /// The backend's name, for logs and `/status`.
     fn kind(&self) -> &'static str;
+
+    /// The hub this store publishes its writes on, when it is an
+    /// [`EventedStore`](crate::events::EventedStore).
+    fn event_hub(&self) -> Option<&crate::events::EventHub> {
+        None
+    }
 }
 
 /// Splits a document into its id, revision, deletion flag and body.

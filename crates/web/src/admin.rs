@@ -165,6 +165,7 @@ pub(crate) fn routes() -> Router<AppState> {
         )
         .route("/instances/{domain}/prefix", get(show_prefix))
         .route("/instances/{domain}/sessions", delete(clean_sessions))
+        .route("/instances/{domain}/fsck", get(fsck))
 }
 
 /// The mapping of instance errors to JSON:API errors (spec instances 5.1).
@@ -354,6 +355,29 @@ async fn show_prefix(
     Ok(Json(Value::String(
         state.instances.get_str(&domain).await?.prefix.clone(),
     )))
+}
+
+/// `GET /instances/:domain/fsck`: the files consistency check, one JSON problem per
+/// line (`application/x-ndjson`), an empty body when all is well. The original's
+/// `IndexIntegrity` / `FilesConsistency` / `FailFast` parameters are accepted and
+/// ignored: Hearth has one check, the files one, and it always runs to its end.
+async fn fsck(
+    State(state): State<AppState>,
+    Path(domain): Path<String>,
+) -> Result<Response, ApiError> {
+    let i = state.instances.get_str(&domain).await?;
+    let problems = state.vfs.fsck(&i).await.map_err(crate::files::vfs_error)?;
+    let mut body = Vec::new();
+    for p in &problems {
+        body.extend_from_slice(p.to_json().to_string().as_bytes());
+        body.push(b'\n');
+    }
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        body,
+    )
+        .into_response())
 }
 
 /// `PATCH /instances/:domain` — spec instances 4.4.

@@ -61,14 +61,15 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
             get(authorize::authorize_page).post(authorize::authorize),
         )
         .route_layer(resolve(Family::Pages));
-    // The spec leaves `/settings` out of the blocked check; the route families have
-    // no such family yet, so a blocked instance refuses these (CLI tokens pass).
+    // The spec leaves `/settings` out of the blocked check.
     let settings = Router::new()
         .route(
             "/settings/passphrase",
-            post(register_passphrase).put(change_passphrase),
+            post(register_passphrase)
+                .put(change_passphrase)
+                .get(crate::settings::passphrase_params),
         )
-        .route_layer(resolve(Family::Api));
+        .route_layer(resolve(Family::Unblocked));
     pages.merge(settings)
 }
 

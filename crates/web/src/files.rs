@@ -95,7 +95,7 @@ impl From<VfsError> for FilesError {
 }
 
 /// The one table from VFS outcomes to HTTP (spec core-api B.8, "VFS error → HTTP").
-fn vfs_error(e: VfsError) -> ApiError {
+pub(crate) fn vfs_error(e: VfsError) -> ApiError {
     let parameter = |p: &str| ErrorSource::Parameter(p.to_owned());
     match e {
         VfsError::NotFound(detail) => ApiError::not_found(detail),

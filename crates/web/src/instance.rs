@@ -41,6 +41,9 @@ pub enum Family {
     Pages,
     /// `/data`, `/files`, `/jobs`…: JSON:API by default; blocked checked.
     Api,
+    /// `/settings`, `/apps`, `/konnectors`: JSON:API, served even when the instance is
+    /// blocked (spec instances 4.5), so a person can still see and fix their settings.
+    Unblocked,
 }
 
 /// Whether the client prefers HTML (a browser) over JSON.
@@ -98,7 +101,7 @@ pub(crate) async fn resolve(
         }
         Resolution::Unknown => return not_found(req.headers(), family),
     };
-    if instance.blocked && !cli_token_of(&req, &instance) {
+    if instance.blocked && family != Family::Unblocked && !cli_token_of(&req, &instance) {
         return blocked(&instance, req.headers(), family);
     }
     if instance.deleting && family == Family::Pages {
@@ -130,7 +133,7 @@ fn not_found(headers: &HeaderMap, family: Family) -> Response {
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if accept.contains("json") || family == Family::Api {
+    if accept.contains("json") || family != Family::Pages {
         return (
             StatusCode::NOT_FOUND,
             axum::Json(json!({"error": "Instance not found"})),

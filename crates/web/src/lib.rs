@@ -15,6 +15,8 @@ mod layers;
 mod metrics;
 mod oauth;
 mod pages;
+mod realtime;
+mod settings;
 mod system;
 mod token;
 
@@ -26,6 +28,7 @@ use axum::Router;
 use axum::routing::get;
 use hearth_instances::Instances;
 use hearth_store::DocStore;
+use hearth_store::events::{EventHub, EventedStore};
 use hearth_vfs::{LocalBlobStore, Vfs};
 use tokio::net::TcpListener;
 
@@ -57,10 +60,23 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// The files service (by default on the local disk, under the instances' `fs_root`).
     pub vfs: Arc<Vfs>,
+    /// Document events of every write through `store`, for the realtime websocket.
+    pub events: EventHub,
 }
 
 impl AppState {
+    /// The state over `store`. Unless `store` already is an [`EventedStore`] (wrap it
+    /// before building `instances` so that their writes publish events too), it is
+    /// wrapped in one here, so every write made through the state publishes events.
     pub fn new(store: Arc<dyn DocStore>, instances: Arc<Instances>) -> Self {
+        let (store, events) = match store.event_hub().cloned() {
+            Some(hub) => (store, hub),
+            None => {
+                let hub = EventHub::new();
+                let evented: Arc<dyn DocStore> = Arc::new(EventedStore::new(store, hub.clone()));
+                (evented, hub)
+            }
+        };
         let blobs = Arc::new(LocalBlobStore::new(instances.fs_root()));
         Self {
             vfs: Arc::new(Vfs::new(store.clone(), blobs)),
@@ -70,6 +86,7 @@ impl AppState {
             body_limit: DEFAULT_BODY_LIMIT,
             login_throttle: Arc::default(),
             metrics: Arc::default(),
+            events,
         }
     }
 
@@ -80,7 +97,8 @@ impl AppState {
         self
     }
 
-    /// Uses another files service (another blob store).
+    /// Uses another files service (another blob store); build it over `self.store`
+    /// so that its writes publish realtime events.
     pub fn with_vfs(mut self, vfs: Arc<Vfs>) -> Self {
         self.vfs = vfs;
         self
@@ -124,12 +142,15 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(data::routes())
         .merge(files::routes())
+        .merge(realtime::routes())
         .route_layer(instance(Family::Api));
+    let unblocked = settings::routes().route_layer(instance(Family::Unblocked));
     let routes = Router::new()
         .route("/version", get(system::get_version))
         .route("/status", get(system::get_status))
         .merge(pages)
         .merge(api)
+        .merge(unblocked)
         .merge(auth::routes(state.clone()))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -159,8 +180,16 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
     // The peer address is kept for the login history.
     let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // Without TCP_NODELAY, a response written in several pieces (headers, then a small
+    // body) waits for the client's delayed ACK: ~40 ms per small download.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await

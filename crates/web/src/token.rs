@@ -65,6 +65,91 @@ fn invalid(parts: &Parts, message: &str, description: Option<&str>) -> Response 
     res
 }
 
+/// Why a raw token gives no permission.
+#[derive(Debug)]
+pub(crate) enum TokenRejection {
+    /// A bad token (`message`, and the `error_description` of `WWW-Authenticate`).
+    Invalid(&'static str, Option<&'static str>),
+    /// The lookup behind the token failed.
+    Failed(crate::ApiError),
+}
+
+/// The permissions of `raw`, a token of `instance` of any audience.
+pub(crate) async fn perm_of_token(
+    state: &AppState,
+    instance: &hearth_instances::Instance,
+    raw: &str,
+) -> Result<Perm, TokenRejection> {
+    let claims = match token::verify(instance, raw) {
+        Ok(c) => c,
+        Err(InstanceError::InvalidToken("Expired token")) => {
+            return Err(TokenRejection::Invalid(
+                "Expired token",
+                Some("The access token expired"),
+            ));
+        }
+        Err(InstanceError::InvalidToken(m)) => return Err(TokenRejection::Invalid(m, None)),
+        Err(_) => return Err(TokenRejection::Invalid("Invalid JWT token", None)),
+    };
+    let scope = |claims: &Claims| PermissionSet::from_scope(&claims.scope).unwrap_or_default();
+    match claims.audience() {
+        Some(Audience::Cli) => Ok(Perm {
+            set: scope(&claims),
+            kind: "cli",
+            source_id: String::new(),
+            claims,
+        }),
+        Some(Audience::Access) => {
+            // A revoked client's tokens die with it.
+            match state
+                .instances
+                .get_client(&instance.domain, &claims.sub)
+                .await
+            {
+                Ok(Some(_)) => Ok(Perm {
+                    set: scope(&claims),
+                    kind: "oauth",
+                    source_id: claims.sub.clone(),
+                    claims,
+                }),
+                Ok(None) => Err(TokenRejection::Invalid("Invalid JWT token", None)),
+                Err(e) => Err(TokenRejection::Failed(e.into())),
+            }
+        }
+        Some(Audience::Share) => match state
+            .instances
+            .share_permission(&instance.domain, &claims.sub, raw)
+            .await
+        {
+            Ok(Some(set)) => Ok(Perm {
+                set,
+                kind: "share",
+                source_id: String::new(),
+                claims,
+            }),
+            Ok(None) => Err(TokenRejection::Invalid("Invalid JWT token", None)),
+            Err(e) => Err(TokenRejection::Failed(e.into())),
+        },
+        // App and konnector permissions come from their manifests (apps issue).
+        Some(Audience::App) => Ok(Perm {
+            set: PermissionSet::default(),
+            kind: "app",
+            source_id: format!("io.cozy.apps/{}", claims.sub),
+            claims,
+        }),
+        Some(Audience::Konnector) => Ok(Perm {
+            set: PermissionSet::default(),
+            kind: "konnector",
+            source_id: format!("io.cozy.konnectors/{}", claims.sub),
+            claims,
+        }),
+        _ => Err(TokenRejection::Invalid(
+            "Invalid audience for JWT token",
+            None,
+        )),
+    }
+}
+
 impl FromRequestParts<AppState> for Perm {
     type Rejection = Response;
 
@@ -79,71 +164,12 @@ impl FromRequestParts<AppState> for Perm {
                     .render(&parts.method, &parts.headers),
             );
         };
-        let claims = match token::verify(&instance, &raw) {
-            Ok(c) => c,
-            Err(InstanceError::InvalidToken("Expired token")) => {
-                return Err(invalid(
-                    parts,
-                    "Expired token",
-                    Some("The access token expired"),
-                ));
+        match perm_of_token(state, &instance, &raw).await {
+            Ok(perm) => Ok(perm),
+            Err(TokenRejection::Invalid(message, description)) => {
+                Err(invalid(parts, message, description))
             }
-            Err(InstanceError::InvalidToken(m)) => return Err(invalid(parts, m, None)),
-            Err(_) => return Err(invalid(parts, "Invalid JWT token", None)),
-        };
-        let scope = |claims: &Claims| PermissionSet::from_scope(&claims.scope).unwrap_or_default();
-        match claims.audience() {
-            Some(Audience::Cli) => Ok(Perm {
-                set: scope(&claims),
-                kind: "cli",
-                source_id: String::new(),
-                claims,
-            }),
-            Some(Audience::Access) => {
-                // A revoked client's tokens die with it.
-                match state
-                    .instances
-                    .get_client(&instance.domain, &claims.sub)
-                    .await
-                {
-                    Ok(Some(_)) => Ok(Perm {
-                        set: scope(&claims),
-                        kind: "oauth",
-                        source_id: claims.sub.clone(),
-                        claims,
-                    }),
-                    Ok(None) => Err(invalid(parts, "Invalid JWT token", None)),
-                    Err(e) => Err(crate::ApiError::from(e).into_response()),
-                }
-            }
-            Some(Audience::Share) => match state
-                .instances
-                .share_permission(&instance.domain, &claims.sub, &raw)
-                .await
-            {
-                Ok(Some(set)) => Ok(Perm {
-                    set,
-                    kind: "share",
-                    source_id: String::new(),
-                    claims,
-                }),
-                Ok(None) => Err(invalid(parts, "Invalid JWT token", None)),
-                Err(e) => Err(crate::ApiError::from(e).into_response()),
-            },
-            // App and konnector permissions come from their manifests (apps issue).
-            Some(Audience::App) => Ok(Perm {
-                set: PermissionSet::default(),
-                kind: "app",
-                source_id: format!("io.cozy.apps/{}", claims.sub),
-                claims,
-            }),
-            Some(Audience::Konnector) => Ok(Perm {
-                set: PermissionSet::default(),
-                kind: "konnector",
-                source_id: format!("io.cozy.konnectors/{}", claims.sub),
-                claims,
-            }),
-            _ => Err(invalid(parts, "Invalid audience for JWT token", None)),
+            Err(TokenRejection::Failed(e)) => Err(e.into_response()),
         }
     }
 }

@@ -1555,3 +1555,205 @@ async fn share_by_link_permissions() {
         StatusCode::BAD_REQUEST
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fsck_answers_ndjson() {
+    let e = env().await;
+    let created = e
+        .admin(Method::POST, "/instances?Domain=fsck.localhost")
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+
+    let clean = e.admin(Method::GET, "/instances/fsck.localhost/fsck").await;
+    assert_eq!(clean.status, StatusCode::OK, "{}", clean.body);
+    assert_eq!(clean.headers[header::CONTENT_TYPE], "application/x-ndjson");
+    assert_eq!(clean.body, "", "nothing to report on a new instance");
+
+    // Content no document describes: one problem, one line. The original's flags are
+    // accepted.
+    std::fs::write(
+        e._dir.path().join("files/fsck.localhost/stray.txt"),
+        b"stray",
+    )
+    .unwrap();
+    let found = e
+        .admin(
+            Method::GET,
+            "/instances/fsck.localhost/fsck?FilesConsistency=true&FailFast=false",
+        )
+        .await;
+    assert_eq!(found.status, StatusCode::OK);
+    let lines: Vec<Value> = found
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{}", found.body);
+    assert_eq!(lines[0]["type"], "orphan_file");
+    assert!(found.body.ends_with('\n'));
+
+    let unknown = e
+        .admin(Method::GET, "/instances/nobody.localhost/fsck")
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_routes() {
+    let e = env().await;
+    e.admin(
+        Method::POST,
+        "/instances?Domain=a.localhost&Locale=fr&Email=alice@example.net&PublicName=Alice",
+    )
+    .await;
+    let t = e
+        .admin(
+            Method::POST,
+            "/instances/token?Domain=a.localhost&Audience=cli&Scope=io.cozy.settings",
+        )
+        .await
+        .body;
+    let weak = e
+        .admin(
+            Method::POST,
+            "/instances/token?Domain=a.localhost&Audience=cli&Scope=io.cozy.files",
+        )
+        .await
+        .body;
+    let auth = format!("Bearer {t}");
+    let h = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+
+    let caps = send_json(
+        &e.public,
+        Method::GET,
+        "a.localhost",
+        "/settings/capabilities",
+        &h,
+        "",
+    )
+    .await;
+    assert_eq!(caps.status, StatusCode::OK);
+    assert_eq!(caps.json()["data"]["attributes"]["file_versioning"], true);
+    let inst = send_json(
+        &e.public,
+        Method::GET,
+        "a.localhost",
+        "/settings/instance",
+        &h,
+        "",
+    )
+    .await
+    .json();
+    let attrs = &inst["data"]["attributes"];
+    assert_eq!(
+        (
+            attrs["email"].clone(),
+            attrs["public_name"].clone(),
+            attrs["locale"].clone()
+        ),
+        (json!("alice@example.net"), json!("Alice"), json!("fr"))
+    );
+    assert_eq!(attrs["auth_mode"], "basic");
+    let rev = inst["data"]["meta"]["rev"].as_str().unwrap().to_owned();
+
+    // PUT with the current revision; a stale one is 409.
+    let body = format!(
+        r#"{{"data":{{"type":"io.cozy.settings","id":"io.cozy.settings.instance","meta":{{"rev":"{rev}"}},"attributes":{{"email":"alice@example.net","public_name":"Alice B.","locale":"en"}}}}}}"#
+    );
+    let put = send_json(
+        &e.public,
+        Method::PUT,
+        "a.localhost",
+        "/settings/instance",
+        &h,
+        &body,
+    )
+    .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    assert_eq!(put.json()["data"]["attributes"]["public_name"], "Alice B.");
+    assert_eq!(
+        send_json(
+            &e.public,
+            Method::PUT,
+            "a.localhost",
+            "/settings/instance",
+            &h,
+            &body
+        )
+        .await
+        .status,
+        StatusCode::CONFLICT
+    );
+    let weak_h = [("authorization", format!("Bearer {weak}"))];
+    let weak_h: Vec<(&str, &str)> = weak_h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(
+        send_json(
+            &e.public,
+            Method::PUT,
+            "a.localhost",
+            "/settings/instance",
+            &weak_h,
+            &body
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+
+    // The passphrase parameters, and the settings served even when blocked.
+    let params = send_json(
+        &e.public,
+        Method::GET,
+        "a.localhost",
+        "/settings/passphrase",
+        &h,
+        "",
+    )
+    .await
+    .json();
+    assert_eq!(params["data"]["attributes"]["salt"], "me@a.localhost");
+    assert_eq!(params["data"]["attributes"]["kdf"], 0);
+    assert!(params["data"]["attributes"]["iterations"].as_u64().unwrap() >= 50_000);
+    e.admin(
+        Method::PATCH,
+        "/instances/a.localhost?Blocked=true&BlockingReason=PAYMENT_FAILED",
+    )
+    .await;
+    let blocked = send_json(
+        &e.public,
+        Method::GET,
+        "a.localhost",
+        "/settings/capabilities",
+        &weak_h,
+        "",
+    )
+    .await;
+    assert_eq!(
+        blocked.status,
+        StatusCode::OK,
+        "settings are not blocked: {}",
+        blocked.body
+    );
+    assert_eq!(
+        send_json(&e.public, Method::GET, "a.localhost", "/data/", &[], "")
+            .await
+            .status,
+        StatusCode::PAYMENT_REQUIRED
+    );
+    assert_eq!(
+        send_json(
+            &e.public,
+            Method::GET,
+            "a.localhost",
+            "/settings/context",
+            &h,
+            ""
+        )
+        .await
+        .json()["data"]["attributes"]["name"],
+        "default"
+    );
+}

@@ -85,9 +85,20 @@ impl Server {
     }
 
     fn command(&self, dir: &Path, args: &[&str]) -> Command {
+        self.group(dir, "instances", args)
+    }
+
+    /// `hearth check <args>` aimed at this server.
+    fn check(&self, dir: &Path, args: &[&str]) -> Output {
+        self.group(dir, "check", args)
+            .output()
+            .expect("run hearth check")
+    }
+
+    fn group(&self, dir: &Path, group: &str, args: &[&str]) -> Command {
         let mut cmd = hearth(dir);
         cmd.env("HEARTH_ADMIN_PASSPHRASE", PASSPHRASE)
-            .arg("instances")
+            .arg(group)
             .args(["--admin-host", "127.0.0.1", "--host", "127.0.0.1"])
             .args(["--admin-port", &self.admin_port.to_string()])
             .args(["--port", &self.port.to_string()])
@@ -671,5 +682,55 @@ fn set_passphrase_then_log_in() {
         stderr(&out).contains("Instance not found"),
         "{}",
         stderr(&out)
+    );
+}
+
+#[test]
+fn check_fs_finds_content_deleted_behind_hearths_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    let d = "fsck.localhost";
+    ok(&server.cli(dir.path(), &["add", d]));
+    let token = ok(&server.cli(dir.path(), &["token-cli", d, "io.cozy.files"]));
+    let body = "hello fsck";
+    let (status, _, answer) = http(
+        server.port,
+        &format!(
+            "POST /files/?Type=file&Name=a.txt HTTP/1.1\r\nHost: {d}\r\nAuthorization: Bearer {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            token.trim(),
+            body.len()
+        ),
+    );
+    assert_eq!(status, 201, "{answer}");
+
+    let clean = server.check(dir.path(), &["fs", d]);
+    assert_eq!(ok(&clean), "", "nothing to say when all is well");
+    assert_eq!(stderr(&clean), "");
+
+    std::fs::remove_file(dir.path().join("data/files").join(d).join("a.txt"))
+        .expect("delete the content");
+    let broken = server.check(dir.path(), &["fs", d]);
+    assert_eq!(broken.status.code(), Some(1), "{}", stderr(&broken));
+    let out = stdout(&broken);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert_eq!(lines[0]["type"], "missing_content", "{out}");
+    assert_eq!(lines[0]["path"], "/a.txt", "{out}");
+
+    // The deprecated spelling says the same, plus a hint on stderr.
+    let old = server.cli(dir.path(), &["fsck", d]);
+    assert_eq!(old.status.code(), Some(1));
+    assert_eq!(stdout(&old), out);
+    assert!(stderr(&old).contains("check fs"), "{}", stderr(&old));
+
+    let unknown = server.check(dir.path(), &["fs", "nobody.localhost"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        stderr(&unknown).contains("Instance not found"),
+        "{}",
+        stderr(&unknown)
     );
 }
