@@ -146,6 +146,14 @@ pub fn default_indexes() -> Vec<(&'static str, IndexDef)> {
         ),
         ("io.cozy.files", "dir-children", &["dir_id", "_id"], None),
         ("io.cozy.files", "dir-by-path", &["path"], None),
+        // Hearth's own: the name check of every upload and rename looks up
+        // (dir_id, name); without it a folder of 10,000 files costs a scan each time.
+        (
+            "io.cozy.files",
+            "by-dir-id-and-name",
+            &["dir_id", "name"],
+            None,
+        ),
         (
             "io.cozy.files",
             "by-mime-updated-at",
@@ -291,6 +299,6 @@ mod tests {
 
     #[test]
     fn all_default_indexes_parse() {
-        assert_eq!(default_indexes().len(), 17);
+        assert_eq!(default_indexes().len(), 18);
     }
 }
