@@ -52,7 +52,12 @@ pub(crate) fn routes() -> Router<AppState> {
                 .post(add_references)
                 .delete(remove_references),
         )
-        .route("/settings/disk-usage", get(disk_usage))
+}
+
+/// `GET /settings/disk-usage`, served with the other settings even when the instance
+/// is blocked (spec instances 4.5).
+pub(crate) fn settings_routes() -> Router<AppState> {
+    Router::new().route("/settings/disk-usage", get(disk_usage))
 }
 
 /// What a files handler can fail with: a JSON:API error, or the framework's plain

@@ -144,7 +144,9 @@ pub fn router(state: AppState) -> Router {
         .merge(files::routes())
         .merge(realtime::routes())
         .route_layer(instance(Family::Api));
-    let unblocked = settings::routes().route_layer(instance(Family::Unblocked));
+    let unblocked = settings::routes()
+        .merge(files::settings_routes())
+        .route_layer(instance(Family::Unblocked));
     let routes = Router::new()
         .route("/version", get(system::get_version))
         .route("/status", get(system::get_status))

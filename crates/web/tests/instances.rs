@@ -1737,6 +1737,21 @@ async fn settings_routes() {
         "settings are not blocked: {}",
         blocked.body
     );
+    let usage = send_json(
+        &e.public,
+        Method::GET,
+        "a.localhost",
+        "/settings/disk-usage",
+        &h,
+        "",
+    )
+    .await;
+    assert_eq!(
+        usage.status,
+        StatusCode::OK,
+        "disk usage is a setting too: {}",
+        usage.body
+    );
     assert_eq!(
         send_json(&e.public, Method::GET, "a.localhost", "/data/", &[], "")
             .await
