@@ -27,7 +27,8 @@ use crate::{Row, print_table};
 
 type HttpBody = BoxBody<Bytes, std::io::Error>;
 
-fn vm(field: &str) -> f64 {
+/// A `/proc/self/status` memory field (`VmRSS:`, `VmHWM:`), in MiB.
+pub(crate) fn vm(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()

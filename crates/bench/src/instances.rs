@@ -29,13 +29,7 @@ const DOCS_PER_INSTANCE: usize = 11;
 const INDEXES_PER_INSTANCE: usize = 18;
 
 fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0.0);
-    kb / 1024.0
+    crate::files::vm("VmRSS:")
 }
 
 fn baseline_instance(root: &std::path::Path, n: usize) -> anyhow::Result<()> {

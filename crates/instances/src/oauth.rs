@@ -290,12 +290,6 @@ pub struct Tokens {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenError(pub &'static str);
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// `base64url(sha256(verifier))` without padding: the PKCE S256 challenge.
 pub fn pkce_challenge(verifier: &str) -> String {
     use base64::Engine;
@@ -315,7 +309,7 @@ impl Instances {
     ) -> InstanceResult<String> {
         let instance = self.get_str(domain).await?;
         let code = random_hex(16);
-        let mut doc = match json!({"_id": code, "client_id": client_id, "scope": scope, "created_at": now_secs()})
+        let mut doc = match json!({"_id": code, "client_id": client_id, "scope": scope, "created_at": token::now()})
         {
             Value::Object(m) => m,
             _ => JsonMap::new(),
@@ -388,7 +382,7 @@ impl Instances {
         }
         let created = doc.get("created_at").and_then(Value::as_u64).unwrap_or(0);
         if doc.get("client_id").and_then(Value::as_str) != Some(client_id)
-            || created + ACCESS_CODE_LIFETIME_SECS < now_secs()
+            || created + ACCESS_CODE_LIFETIME_SECS < token::now()
         {
             return Ok(Err(TokenError("invalid code")));
         }

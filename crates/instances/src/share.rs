@@ -20,12 +20,6 @@ pub enum ShareError {
     Invalid(String),
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 impl Instances {
     /// Creates a `share` permission with one token per code name.
     pub async fn create_share(
@@ -72,7 +66,7 @@ impl Instances {
             _ => JsonMap::new(),
         };
         if let Some(ttl) = ttl {
-            doc.insert("expires_at".into(), json!(now_secs() + ttl.as_secs()));
+            doc.insert("expires_at".into(), json!(token::now() + ttl.as_secs()));
         }
         let written = self
             .store
@@ -112,7 +106,7 @@ impl Instances {
         let expired = doc
             .get("expires_at")
             .and_then(Value::as_u64)
-            .is_some_and(|t| t <= now_secs());
+            .is_some_and(|t| t <= token::now());
         if !holds || expired {
             return Ok(None);
         }

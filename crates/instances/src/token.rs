@@ -106,7 +106,8 @@ fn key(instance: &Instance, aud: Audience) -> Vec<u8> {
     }
 }
 
-fn now() -> u64 {
+/// Unix seconds now: the one clock of token lifetimes, access codes and share links.
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
