@@ -8,7 +8,7 @@ mod time;
 
 pub use ids::{Doctype, InstanceId, InvalidId, new_doc_id, random_hex};
 pub use rev::{InvalidRev, Rev};
-pub use time::{now_rfc3339, parse_rfc3339, rfc3339};
+pub use time::{civil_from_days, days_from_civil, now_rfc3339, parse_rfc3339, rfc3339};
 
 /// A JSON document as stored: an object whose `_id` / `_rev` may or may not be set.
 pub type Json = serde_json::Value;

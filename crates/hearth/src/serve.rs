@@ -108,10 +108,17 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     .await
     .context("cannot open the instances registry")?;
     let body_limit = usize::try_from(config.limits.body_bytes).unwrap_or(usize::MAX);
+    let mailer = hearth_mail::Mailer::new(mail_config(&config.mail), &config.mail.outbox_dir)
+        .map_err(|e| loaded.error_at("mail", e.to_string()))?;
     let state = AppState::new(store, Arc::new(instances))
         .with_body_limit(body_limit)
         .with_admin_auth(admin_auth(config))
-        .with_login_failures_per_hour(config.auth.login_failures_per_hour);
+        .with_login_failures_per_hour(config.auth.login_failures_per_hour)
+        .with_jobs(jobs_config(&config.jobs), mailer);
+    state
+        .start()
+        .await
+        .context("cannot start the background jobs")?;
 
     let public = bind(
         resolve(&config.host, config.port)
@@ -176,6 +183,51 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     outcome
+}
+
+/// The mail settings of the configuration, for the mailer.
+fn mail_config(m: &crate::config::MailConfig) -> hearth_mail::MailConfig {
+    let tls = if m.disable_tls {
+        hearth_mail::TlsMode::None
+    } else if m.port == 465 {
+        hearth_mail::TlsMode::Tls
+    } else {
+        hearth_mail::TlsMode::Starttls
+    };
+    hearth_mail::MailConfig {
+        host: m.host.clone().filter(|h| !h.is_empty()),
+        port: Some(m.port),
+        username: m.username.clone().filter(|u| !u.is_empty()),
+        password: m.password.clone(),
+        tls,
+        skip_certificate_validation: m.skip_certificate_validation,
+        local_name: m.local_name.clone(),
+        noreply_address: m.noreply_address.clone(),
+        noreply_name: m.noreply_name.clone(),
+        reply_to: m.reply_to.clone(),
+        ..hearth_mail::MailConfig::default()
+    }
+}
+
+fn jobs_config(j: &crate::config::JobsConfig) -> hearth_jobs::JobsConfig {
+    hearth_jobs::JobsConfig {
+        retry_delay: j.retry_delay,
+        workers: j
+            .workers
+            .iter()
+            .map(|(name, w)| {
+                (
+                    name.clone(),
+                    hearth_jobs::LimitsOverride {
+                        concurrency: w.concurrency,
+                        max_exec_count: w.max_exec_count,
+                        timeout: w.timeout,
+                    },
+                )
+            })
+            .collect(),
+        ..hearth_jobs::JobsConfig::default()
+    }
 }
 
 /// Where the admin API finds its passphrase: `HEARTH_ADMIN_PASSPHRASE` (or the Cozy

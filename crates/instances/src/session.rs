@@ -186,6 +186,31 @@ impl Instances {
         }
     }
 
+    /// Ends the sessions older than [`SESSION_MAX_AGE`] (the `clean-sessions` job);
+    /// returns how many.
+    pub async fn clean_expired_sessions(&self, instance: &Instance) -> InstanceResult<usize> {
+        let (inst, dt) = (instance.instance_id(), doctype(SESSIONS));
+        let oldest = hearth_core::rfc3339(unix_now().saturating_sub(SESSION_MAX_AGE.as_secs()));
+        let q = hearth_store::mango::FindQuery::parse(&serde_json::json!({
+            "selector": {"created_at": {"$lt": oldest}},
+            "fields": ["_id"],
+        }))
+        .map_err(InstanceError::internal)?;
+        let docs = match self.store.find(&inst, &dt, &q).await {
+            Ok(found) => found.docs,
+            Err(StoreError::NotFound(_)) => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        let mut n = 0;
+        for doc in docs {
+            if let Some(id) = doc.get("_id").and_then(Value::as_str) {
+                self.delete_session(instance, id).await?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Ends every session of an instance (after a password change).
     pub(crate) async fn delete_all_sessions(&self, instance: &Instance) -> InstanceResult<()> {
         match self

@@ -7,7 +7,7 @@
 //! the same two calls: [`EventHub::publish`] and [`EventHub::subscribe`].
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use async_trait::async_trait;
 use hearth_core::{Doctype, InstanceId, JsonMap, Rev};
@@ -61,6 +61,27 @@ pub struct Event {
     pub id: String,
     pub verb: Verb,
     pub doc: JsonMap,
+    /// The stored form before an update, when an observer asked for it
+    /// ([`Interest::WithOld`]).
+    pub old: Option<JsonMap>,
+}
+
+/// How much of the events of an instance's doctype an observer needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Interest {
+    None,
+    /// The event, as realtime subscribers get it.
+    Event,
+    /// The event and, for updates, the document as it was before (one more read).
+    WithOld,
+}
+
+/// Sees every event of every instance it is interested in, synchronously, on the
+/// writer's task: `observe` must only queue work (the job scheduler's `@event`
+/// triggers are one).
+pub trait EventObserver: Send + Sync {
+    fn interest(&self, inst: &InstanceId, dt: &Doctype) -> Interest;
+    fn observe(&self, event: &Arc<Event>);
 }
 
 /// How many events a slow subscriber may lag behind before it loses some.
@@ -68,9 +89,16 @@ const CAPACITY: usize = 256;
 
 /// Per-instance broadcast channels, created on first subscription and dropped when
 /// the last subscriber goes away. Cheap to clone.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct EventHub {
     channels: Arc<Mutex<HashMap<InstanceId, broadcast::Sender<Arc<Event>>>>>,
+    observers: Arc<RwLock<Vec<Arc<dyn EventObserver>>>>,
+}
+
+impl std::fmt::Debug for EventHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventHub").finish_non_exhaustive()
+    }
 }
 
 impl EventHub {
@@ -87,20 +115,60 @@ impl EventHub {
             .subscribe()
     }
 
+    /// Adds an observer of every event (see [`EventObserver`]).
+    pub fn observe(&self, observer: Arc<dyn EventObserver>) {
+        self.observers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(observer);
+    }
+
     /// Whether anyone listens to `inst` (writers skip building events otherwise).
     pub fn has_subscribers(&self, inst: &InstanceId) -> bool {
         let channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
         channels.get(inst).is_some_and(|tx| tx.receiver_count() > 0)
     }
 
-    /// Sends an event to the subscribers of its instance, if any.
+    /// What writers of `dt` in `inst` must build: nothing, the event, or the event
+    /// with the previous version of an updated document.
+    pub fn interest(&self, inst: &InstanceId, dt: &Doctype) -> Interest {
+        let observers = self
+            .observers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let observed = observers
+            .iter()
+            .map(|o| o.interest(inst, dt))
+            .max()
+            .unwrap_or(Interest::None);
+        drop(observers);
+        if observed == Interest::None && self.has_subscribers(inst) {
+            Interest::Event
+        } else {
+            observed
+        }
+    }
+
+    /// Sends an event to the subscribers of its instance, if any, and to the
+    /// observers interested in it.
     pub fn publish(&self, event: Event) {
-        let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(tx) = channels.get(&event.instance) {
-            let inst = event.instance.clone();
-            if tx.send(Arc::new(event)).is_err() {
+        let event = Arc::new(event);
+        {
+            let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(tx) = channels.get(&event.instance)
+                && tx.send(event.clone()).is_err()
+            {
                 // Nobody left: forget the channel.
-                channels.remove(&inst);
+                channels.remove(&event.instance);
+            }
+        }
+        let observers = self
+            .observers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        for observer in observers.iter() {
+            if observer.interest(&event.instance, &event.doctype) != Interest::None {
+                observer.observe(&event);
             }
         }
     }
@@ -122,7 +190,14 @@ impl EventedStore {
         &self.hub
     }
 
-    fn emit(&self, inst: &InstanceId, dt: &Doctype, written: &Written, doc: JsonMap) {
+    fn emit(
+        &self,
+        inst: &InstanceId,
+        dt: &Doctype,
+        written: &Written,
+        doc: JsonMap,
+        old: Option<JsonMap>,
+    ) {
         let (deleted, body) = match split_doc(doc) {
             Ok((_, _, deleted, body)) => (deleted, body),
             Err(_) => return,
@@ -138,22 +213,59 @@ impl EventedStore {
             id: written.id.clone(),
             verb,
             doc,
+            old,
         });
+    }
+
+    /// The stored form of the document a write replaces, when observers want it.
+    async fn old_of(
+        &self,
+        interest: Interest,
+        inst: &InstanceId,
+        dt: &Doctype,
+        doc: &JsonMap,
+    ) -> Option<JsonMap> {
+        if interest != Interest::WithOld || !doc.contains_key("_rev") {
+            return None;
+        }
+        let id = doc.get("_id")?.as_str()?;
+        self.inner
+            .get(inst, dt, id, GetOptions::default())
+            .await
+            .ok()
     }
 
     fn emit_bulk(
         &self,
         inst: &InstanceId,
         dt: &Doctype,
-        docs: Option<Vec<JsonMap>>,
+        docs: Option<Vec<(JsonMap, Option<JsonMap>)>>,
         results: &[BulkResult],
     ) {
         let Some(docs) = docs else { return };
-        for (doc, result) in docs.into_iter().zip(results) {
+        for ((doc, old), result) in docs.into_iter().zip(results) {
             if let BulkResult::Ok(written) = result {
-                self.emit(inst, dt, written, doc);
+                self.emit(inst, dt, written, doc, old);
             }
         }
+    }
+
+    /// Copies of the documents of a bulk write (with their old versions if wanted).
+    async fn copies(
+        &self,
+        inst: &InstanceId,
+        dt: &Doctype,
+        docs: &[JsonMap],
+    ) -> Option<Vec<(JsonMap, Option<JsonMap>)>> {
+        let interest = self.hub.interest(inst, dt);
+        if interest == Interest::None {
+            return None;
+        }
+        let mut copies = Vec::with_capacity(docs.len());
+        for doc in docs {
+            copies.push((doc.clone(), self.old_of(interest, inst, dt, doc).await));
+        }
+        Some(copies)
     }
 }
 
@@ -170,10 +282,12 @@ impl DocStore for EventedStore {
     }
 
     async fn put(&self, inst: &InstanceId, dt: &Doctype, doc: JsonMap) -> StoreResult<Written> {
-        let copy = self.hub.has_subscribers(inst).then(|| doc.clone());
+        let interest = self.hub.interest(inst, dt);
+        let old = self.old_of(interest, inst, dt, &doc).await;
+        let copy = (interest != Interest::None).then(|| doc.clone());
         let written = self.inner.put(inst, dt, doc).await?;
         if let Some(doc) = copy {
-            self.emit(inst, dt, &written, doc);
+            self.emit(inst, dt, &written, doc, old);
         }
         Ok(written)
     }
@@ -186,7 +300,7 @@ impl DocStore for EventedStore {
         rev: &Rev,
     ) -> StoreResult<Rev> {
         // DELETED carries the last body with the tombstone's revision.
-        let last = if self.hub.has_subscribers(inst) {
+        let last = if self.hub.interest(inst, dt) != Interest::None {
             self.inner
                 .get(inst, dt, id, GetOptions::default())
                 .await
@@ -201,7 +315,7 @@ impl DocStore for EventedStore {
                 id: id.to_owned(),
                 rev: new_rev.clone(),
             };
-            self.emit(inst, dt, &written, doc);
+            self.emit(inst, dt, &written, doc, None);
         }
         Ok(new_rev)
     }
@@ -213,7 +327,7 @@ impl DocStore for EventedStore {
         docs: Vec<JsonMap>,
         all_or_nothing: bool,
     ) -> StoreResult<Vec<BulkResult>> {
-        let copy = self.hub.has_subscribers(inst).then(|| docs.clone());
+        let copy = self.copies(inst, dt, &docs).await;
         let results = self.inner.bulk(inst, dt, docs, all_or_nothing).await?;
         self.emit_bulk(inst, dt, copy, &results);
         Ok(results)
@@ -224,12 +338,13 @@ impl DocStore for EventedStore {
         inst: &InstanceId,
         groups: Vec<(Doctype, Vec<JsonMap>)>,
     ) -> StoreResult<Vec<Vec<BulkResult>>> {
-        let copy = self.hub.has_subscribers(inst).then(|| groups.clone());
+        let mut copies = Vec::with_capacity(groups.len());
+        for (dt, docs) in &groups {
+            copies.push((dt.clone(), self.copies(inst, dt, docs).await));
+        }
         let results = self.inner.bulk_many(inst, groups).await?;
-        if let Some(groups) = copy {
-            for ((dt, docs), res) in groups.into_iter().zip(&results) {
-                self.emit_bulk(inst, &dt, Some(docs), res);
-            }
+        for ((dt, docs), res) in copies.into_iter().zip(&results) {
+            self.emit_bulk(inst, &dt, docs, res);
         }
         Ok(results)
     }
@@ -328,6 +443,7 @@ mod tests {
             id: id.into(),
             verb: Verb::Created,
             doc: JsonMap::new(),
+            old: None,
         }
     }
 

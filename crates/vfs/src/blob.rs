@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
-use crate::name::{UPLOADS_NAME, VERSIONS_NAME};
+use crate::name::{THUMBS_NAME, UPLOADS_NAME, VERSIONS_NAME};
 
 /// Which content: object stores key it by `file_id`, the local disk by `path` (the
 /// file's absolute path in its instance's tree).
@@ -50,6 +50,21 @@ pub struct BlobEntry {
 
 /// A reader of (part of) some content.
 pub type BlobReader = Box<dyn AsyncRead + Send + Unpin>;
+
+/// A stored thumbnail, opened for reading.
+pub struct ThumbBlob {
+    pub reader: BlobReader,
+    /// Its length in bytes.
+    pub size: u64,
+}
+
+impl std::fmt::Debug for ThumbBlob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThumbBlob")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
 
 /// The content of files, by instance. Every call names the instance's domain.
 #[async_trait]
@@ -108,11 +123,41 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Temporary blobs left for an instance (uploads in progress or abandoned).
     async fn temp_count(&self, domain: &str) -> io::Result<usize>;
+
+    /// Stores (or replaces) one thumbnail of a file, atomically: a reader sees the old
+    /// one, the new one or none, never a part. `format` is one of
+    /// [`crate::thumbs::FORMATS`]. Stores without thumbnails refuse (`Unsupported`).
+    async fn put_thumb(
+        &self,
+        domain: &str,
+        file_id: &str,
+        format: &str,
+        jpeg: Vec<u8>,
+    ) -> io::Result<()> {
+        let _ = (domain, file_id, format, jpeg);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this blob store keeps no thumbnails",
+        ))
+    }
+
+    /// Opens one thumbnail of a file; `NotFound` when there is none.
+    async fn open_thumb(&self, domain: &str, file_id: &str, format: &str) -> io::Result<ThumbBlob> {
+        let _ = (domain, file_id, format);
+        Err(io::Error::new(io::ErrorKind::NotFound, "no thumbnail"))
+    }
+
+    /// Removes every thumbnail of a file (none is fine).
+    async fn remove_thumbs(&self, domain: &str, file_id: &str) -> io::Result<()> {
+        let _ = (domain, file_id);
+        Ok(())
+    }
 }
 
 /// The local disk: `<root>/<domain>/<path>`, versions under
 /// `<root>/<domain>/.cozy_versions/<file id>/<version>`, uploads in progress under
-/// `<root>/<domain>/.cozy_uploads/`.
+/// `<root>/<domain>/.cozy_uploads/`, thumbnails in
+/// `<root>/<domain>/.cozy_thumbs/<file id>-<format>.jpg`.
 #[derive(Debug, Clone)]
 pub struct LocalBlobStore {
     root: PathBuf,
@@ -152,6 +197,15 @@ impl LocalBlobStore {
             .join(VERSIONS_NAME)
             .join(file_id)
             .join(version))
+    }
+
+    fn thumb_path(&self, domain: &str, file_id: &str, format: &str) -> io::Result<PathBuf> {
+        check_component(file_id)?;
+        check_component(format)?;
+        Ok(self
+            .space(domain)?
+            .join(THUMBS_NAME)
+            .join(format!("{file_id}-{format}.jpg")))
     }
 
     fn temp_path(&self, domain: &str, token: &str) -> io::Result<PathBuf> {
@@ -429,6 +483,66 @@ impl BlobStore for LocalBlobStore {
         }
         Ok(n)
     }
+
+    async fn put_thumb(
+        &self,
+        domain: &str,
+        file_id: &str,
+        format: &str,
+        jpeg: Vec<u8>,
+    ) -> io::Result<()> {
+        let dest = self.thumb_path(domain, file_id, format)?;
+        let dir = dest
+            .parent()
+            .ok_or_else(|| io::Error::other("a thumbnail path has a parent"))?
+            .to_path_buf();
+        if tokio::fs::symlink_metadata(&dir).await.is_err() {
+            tokio::fs::create_dir_all(&dir).await?;
+            sync_parent(&dir).await?;
+        }
+        // In the same directory, so that the rename is atomic; never a name a
+        // thumbnail has (those end in `.jpg`).
+        let temp = dir.join(format!(
+            "{file_id}-{format}.{}.tmp",
+            hearth_core::random_hex(8)
+        ));
+        let written = async {
+            let mut file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temp)
+                .await?;
+            file.write_all(&jpeg).await?;
+            file.flush().await?;
+            file.sync_all().await?;
+            drop(file);
+            tokio::fs::rename(&temp, &dest).await
+        }
+        .await;
+        if let Err(e) = written {
+            let _ = tokio::fs::remove_file(&temp).await;
+            return Err(e);
+        }
+        sync_dir(&dir).await
+    }
+
+    async fn open_thumb(&self, domain: &str, file_id: &str, format: &str) -> io::Result<ThumbBlob> {
+        let file = tokio::fs::File::open(self.thumb_path(domain, file_id, format)?).await?;
+        let size = file.metadata().await?.len();
+        Ok(ThumbBlob {
+            reader: Box::new(file),
+            size,
+        })
+    }
+
+    async fn remove_thumbs(&self, domain: &str, file_id: &str) -> io::Result<()> {
+        for format in crate::thumbs::FORMATS {
+            ignore_missing(
+                tokio::fs::remove_file(self.thumb_path(domain, file_id, format)?).await,
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// Every entry under `root` as tree paths, Hearth's own directories skipped.
@@ -446,7 +560,9 @@ fn walk(root: &Path) -> io::Result<Vec<BlobEntry>> {
         for entry in entries {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if prefix.is_empty() && (name == VERSIONS_NAME || name == UPLOADS_NAME) {
+            if prefix.is_empty()
+                && [VERSIONS_NAME, UPLOADS_NAME, THUMBS_NAME].contains(&name.as_str())
+            {
                 continue;
             }
             let meta = entry.metadata()?;

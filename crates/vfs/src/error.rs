@@ -35,6 +35,10 @@ pub enum VfsError {
     /// `ErrorKind::FileTooLarge`).
     #[error("reading the uploaded content failed: {0}")]
     Body(#[source] std::io::Error),
+    /// The content of an image cannot be made into thumbnails: it does not decode, or
+    /// it is too large to decode safely (a decompression bomb). Retrying will not help.
+    #[error("cannot make thumbnails of this image: {0}")]
+    BadImage(String),
     /// The document store failed or refused.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -8,6 +8,9 @@
 //! change they guard cannot interleave with another request's. Uploads stream into a
 //! temporary blob *before* taking the lock, so a slow upload blocks nobody.
 //!
+//! Thumbnails of images are made by [`Vfs::make_thumbnails`] and served through
+//! signed links (see [`thumbs`]).
+//!
 //! The disk usage (sum of file and version sizes) is computed once per instance by
 //! a scan, then kept in memory and updated under the lock by every write.
 
@@ -16,6 +19,7 @@ mod error;
 mod fsck;
 pub mod name;
 mod ops;
+pub mod thumbs;
 mod write;
 
 use std::collections::{HashMap, HashSet};
@@ -29,7 +33,9 @@ use hearth_store::{
 };
 use serde_json::{Value, json};
 
-pub use blob::{BlobEntry, BlobReader, BlobRef, BlobStore, LocalBlobStore, Sealed, TempBlob};
+pub use blob::{
+    BlobEntry, BlobReader, BlobRef, BlobStore, LocalBlobStore, Sealed, TempBlob, ThumbBlob,
+};
 pub use error::{VfsError, VfsResult};
 pub use fsck::Problem;
 pub use hearth_instances::tree::{ROOT_DIR_ID, TRASH_DIR_ID};
@@ -124,6 +130,11 @@ impl FileDoc {
 
     pub fn mime(&self) -> &str {
         self.str_field("mime")
+    }
+
+    /// The class of a file (`image`, `text`, `pdf`…, spec core-api B.8.3).
+    pub fn class(&self) -> &str {
+        self.str_field("class")
     }
 
     pub fn md5sum(&self) -> &str {

@@ -4,10 +4,11 @@
 use crate::error::{VfsError, VfsResult};
 
 /// Names Hearth keeps for itself at the root of an instance's directory: the trash,
-/// old versions and uploads in progress.
+/// old versions, uploads in progress and thumbnails.
 pub const TRASH_NAME: &str = hearth_instances::tree::TRASH_DIR_NAME;
 pub const VERSIONS_NAME: &str = ".cozy_versions";
 pub const UPLOADS_NAME: &str = ".cozy_uploads";
+pub const THUMBS_NAME: &str = ".cozy_thumbs";
 
 /// The longest name, in bytes (what common file systems accept).
 pub const MAX_NAME_BYTES: usize = 255;
@@ -42,7 +43,7 @@ pub fn check_name(name: &str) -> VfsResult<()> {
 /// Checks a name for a new entry of the root directory, where Hearth's own
 /// directories live.
 pub fn check_root_name(name: &str) -> VfsResult<()> {
-    if [TRASH_NAME, VERSIONS_NAME, UPLOADS_NAME].contains(&name) {
+    if [TRASH_NAME, VERSIONS_NAME, UPLOADS_NAME, THUMBS_NAME].contains(&name) {
         return Err(VfsError::invalid(
             "name",
             format!("The name {name:?} is reserved at the root; choose another"),
@@ -236,6 +237,7 @@ mod tests {
             );
         }
         assert!(check_root_name(".cozy_versions").is_err());
+        assert!(check_root_name(".cozy_thumbs").is_err());
         assert!(check_root_name("Photos").is_ok());
     }
 

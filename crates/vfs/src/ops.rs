@@ -283,8 +283,8 @@ impl Vfs {
             .await
     }
 
-    /// Destroys a file or directory with everything below it, content and old
-    /// versions included. With `require_trash`, only what is in the trash
+    /// Destroys a file or directory with everything below it, content, old versions
+    /// and thumbnails included. With `require_trash`, only what is in the trash
     /// (`DELETE /files/trash/:id`).
     pub async fn destroy(
         &self,
@@ -348,6 +348,9 @@ impl Vfs {
             }
             if let Err(e) = self.blobs.remove(d.blob(&inst.domain)).await {
                 tracing::error!(error = %e, path = %d.path, "cannot remove the content of a destroyed file");
+            }
+            if let Err(e) = self.blobs.remove_thumbs(&inst.domain, &d.id).await {
+                tracing::warn!(error = %e, file = %d.id, "cannot remove the thumbnails of a destroyed file");
             }
         }
         if doc.is_dir()

@@ -403,6 +403,13 @@ impl Vfs {
                 return Err(e);
             }
         };
+        // The thumbnails of the old content go first (under the lock, so none can be
+        // written meanwhile): they must never be served for the new content. The job
+        // system makes new ones.
+        if let Err(e) = self.blobs.remove_thumbs(&inst.domain, &old.id).await {
+            self.blobs.discard(&inst.domain, received.sealed).await;
+            return Err(e.into());
+        }
         let version_key = old.rev.clone();
         let kept = self
             .blobs

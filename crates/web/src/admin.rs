@@ -166,6 +166,13 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/instances/{domain}/prefix", get(show_prefix))
         .route("/instances/{domain}/sessions", delete(clean_sessions))
         .route("/instances/{domain}/fsck", get(fsck))
+        .route("/instances/{domain}/jobs/queue/{worker}", post(push_job))
+        .route("/instances/{domain}/jobs/{id}", get(get_job))
+        .route("/instances/{domain}/triggers", get(list_triggers))
+        .route(
+            "/instances/{domain}/triggers/{id}/launch",
+            post(launch_trigger),
+        )
 }
 
 /// The mapping of instance errors to JSON:API errors (spec instances 5.1).
@@ -430,8 +437,91 @@ async fn destroy_instance(
     State(state): State<AppState>,
     Path(domain): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    // Its triggers and queued jobs go first, so that nothing fires during the
+    // destruction (spec instances 4.7 step 7).
+    if let Ok(i) = state.instances.get_str(&domain).await
+        && let Err(e) = state.jobs.forget_instance(&i).await
+    {
+        tracing::warn!(domain = %domain, error = %e, "cannot drop the jobs of a destroyed instance");
+    }
     state.instances.destroy(&domain).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /instances/:domain/jobs/queue/:worker[?wait=true]` — pushes a job of any
+/// worker (reserved ones too) with the body as its arguments; with `wait`, answers
+/// once the job is done or errored (up to 10 minutes). 202 with the job document.
+async fn push_job(
+    State(state): State<AppState>,
+    Path((domain, worker)): Path<(String, String)>,
+    Query(q): Params,
+    raw: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let i = state.instances.get_str(&domain).await?;
+    state.jobs.check_worker(&worker, true)?;
+    let message = if raw.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(&raw)
+            .map_err(|e| ApiError::bad_request(format!("the arguments are not valid JSON: {e}")))?
+    };
+    let mut job = state
+        .jobs
+        .push(
+            &i,
+            hearth_jobs::JobRequest {
+                worker,
+                message,
+                manual: true,
+                ..Default::default()
+            },
+        )
+        .await?;
+    if param(&q, &["wait", "Wait"]).is_some_and(|w| w == "true") {
+        job = state
+            .jobs
+            .wait(&i, &job.id, std::time::Duration::from_secs(600))
+            .await?;
+    }
+    Ok(jsonapi(StatusCode::ACCEPTED, Value::Object(job.to_doc())))
+}
+
+/// `GET /instances/:domain/jobs/:id` — a job document.
+async fn get_job(
+    State(state): State<AppState>,
+    Path((domain, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let i = state.instances.get_str(&domain).await?;
+    let job = state.jobs.get_job(&i, &id).await?;
+    Ok(jsonapi(StatusCode::OK, Value::Object(job.to_doc())))
+}
+
+/// `GET /instances/:domain/triggers` — the trigger documents with their state.
+async fn list_triggers(
+    State(state): State<AppState>,
+    Path(domain): Path<String>,
+) -> Result<Response, ApiError> {
+    let i = state.instances.get_str(&domain).await?;
+    let mut out = Vec::new();
+    for t in state.jobs.list_triggers(&i, &[], &[]).await? {
+        let mut doc = t.to_doc();
+        doc.insert(
+            "current_state".into(),
+            state.jobs.trigger_state(&i, &t.id).await?,
+        );
+        out.push(Value::Object(doc));
+    }
+    Ok(jsonapi(StatusCode::OK, Value::Array(out)))
+}
+
+/// `POST /instances/:domain/triggers/:id/launch` — runs a trigger's job now.
+async fn launch_trigger(
+    State(state): State<AppState>,
+    Path((domain, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let i = state.instances.get_str(&domain).await?;
+    let job = state.jobs.launch_trigger(&i, &id).await?;
+    Ok(jsonapi(StatusCode::CREATED, Value::Object(job.to_doc())))
 }
 
 /// `DELETE /instances/:domain/sessions`.

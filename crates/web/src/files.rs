@@ -17,10 +17,11 @@ use axum::{
 use base64::Engine;
 use futures_util::StreamExt;
 use hearth_core::JsonMap;
+use hearth_instances::Instance;
 use hearth_store::mango::FindQuery;
 use hearth_vfs::{
     BlobReader, FILES, FileDoc, NewDir, NewFile, Overwrite, Patch, ROOT_DIR_ID, TRASH_DIR_ID,
-    VfsError,
+    VfsError, thumbs,
 };
 use serde_json::{Value, json};
 
@@ -46,6 +47,7 @@ pub(crate) fn routes() -> Router<AppState> {
                 .patch(patch_file)
                 .delete(trash_file),
         )
+        .route("/files/{id}/thumbnails/{secret}/{format}", get(thumbnail))
         .route(
             "/files/{id}/relationships/referenced_by",
             get(list_references)
@@ -127,6 +129,7 @@ pub(crate) fn vfs_error(e: VfsError) -> ApiError {
             tracing::info!(error = %e, "upload interrupted");
             ApiError::bad_request("The upload was interrupted before its end")
         }
+        e @ VfsError::BadImage(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
         VfsError::Store(e) => e.into(),
         e @ VfsError::Io(_) => ApiError::internal(&e),
     }
@@ -148,8 +151,13 @@ fn reference(id: &str) -> Value {
     json!({"type": FILES, "id": id})
 }
 
-/// The JSON:API resource of a file or directory (spec core-api B.8.2).
-fn resource(doc: &FileDoc) -> Value {
+/// The thumbnail formats a file's `links` name (Cozy's `tiny` is served by `small`).
+const THUMB_LINKS: [&str; 4] = ["tiny", "small", "medium", "large"];
+
+/// The JSON:API resource of a file or directory (spec core-api B.8.2). Images that
+/// can have thumbnails get `links.tiny|small|medium|large`, signed links that need no
+/// token (so that an `<img>` can load them).
+fn resource(inst: &Instance, doc: &FileDoc) -> Value {
     let mut attrs = doc.body.clone();
     for k in ["_id", "_rev", "internal_vfs_id", "referenced_by"] {
         attrs.shift_remove(k);
@@ -176,12 +184,25 @@ fn resource(doc: &FileDoc) -> Value {
             "data": doc.referenced_by(),
         }),
     );
+    let mut links = JsonMap::new();
+    links.insert("self".into(), Value::String(format!("/files/{}", doc.id)));
+    if doc.class() == "image"
+        && thumbs::can_thumbnail_file(doc)
+        && let Some(secret) = thumbs::thumbnail_secret(inst, doc)
+    {
+        for format in THUMB_LINKS {
+            links.insert(
+                format.into(),
+                Value::String(format!("/files/{}/thumbnails/{secret}/{format}", doc.id)),
+            );
+        }
+    }
     json!({
         "type": FILES,
         "id": doc.id,
         "attributes": attrs,
         "meta": {"rev": doc.rev},
-        "links": {"self": format!("/files/{}", doc.id)},
+        "links": links,
         "relationships": rels,
     })
 }
@@ -209,7 +230,7 @@ fn version_resource(v: &JsonMap) -> Value {
 /// A file with its old versions (`relationships.old_versions` and `included`).
 async fn file_with_versions(state: &AppState, inst: &Inst, doc: &FileDoc) -> Res {
     let versions = state.vfs.versions_of(&inst.0, &doc.id).await?;
-    let mut data = resource(doc);
+    let mut data = resource(&inst.0, doc);
     let refs: Vec<Value> = versions
         .iter()
         .filter_map(|v| v.get("_id").cloned())
@@ -270,7 +291,7 @@ async fn render(
         .vfs
         .children(&inst.0, doc, p.limit, p.cursor.as_deref(), p.skip)
         .await?;
-    let mut data = resource(doc);
+    let mut data = resource(&inst.0, doc);
     let mut contents_links = json!({"self": format!("/files/{}/relationships/contents", doc.id)});
     let mut links = json!({"self": format!("/files/{}", doc.id)});
     if let Some(next) = &page.next {
@@ -288,7 +309,7 @@ async fn render(
         "links": contents_links,
         "data": page.docs.iter().map(|d| reference(&d.id)).collect::<Vec<_>>(),
     });
-    let included: Vec<Value> = page.docs.iter().map(resource).collect();
+    let included: Vec<Value> = page.docs.iter().map(|d| resource(&inst.0, d)).collect();
     Ok(jsonapi(
         status,
         &json!({"data": data, "included": included, "links": links}),
@@ -539,7 +560,7 @@ async fn create(
     };
     Ok(jsonapi(
         StatusCode::CREATED,
-        &json!({"data": resource(&doc)}),
+        &json!({"data": resource(&inst.0, &doc)}),
     ))
 }
 
@@ -625,7 +646,7 @@ async fn list_trash(
         .children(&inst.0, &trash, p.limit, p.cursor.as_deref(), p.skip)
         .await?;
     let mut body = json!({
-        "data": page.docs.iter().map(resource).collect::<Vec<_>>(),
+        "data": page.docs.iter().map(|d| resource(&inst.0, d)).collect::<Vec<_>>(),
         "meta": {"count": page.count},
     });
     if let Some(next) = page.next {
@@ -680,7 +701,7 @@ async fn find(
     if let Some(w) = res.warning {
         meta["warning"] = Value::String(w);
     }
-    let mut out = json!({"data": docs.iter().map(resource).collect::<Vec<_>>(), "meta": meta});
+    let mut out = json!({"data": docs.iter().map(|d| resource(&inst.0, d)).collect::<Vec<_>>(), "meta": meta});
     if full && !res.bookmark.is_empty() {
         out["links"] =
             json!({"next": format!("/files/_find?page[cursor]={}", pct_encode(&res.bookmark))});
@@ -720,6 +741,45 @@ async fn download_by_path(
     let doc = state.vfs.get_by_path(&inst.0, path).await?;
     allow(&state, &inst, &perm, "GET", &doc).await?;
     send_file(&state, &inst, &doc, &q, &headers).await
+}
+
+/// `GET /files/:id/thumbnails/:secret/:format` (and `HEAD`) — spec core-api B.8.4: a
+/// thumbnail of an image, JPEG, without a token: the secret of the file's `links`
+/// (signed for the file, its content and 10 to 20 minutes) is the permission. Formats
+/// `small`, `medium`, `large`, and `tiny` (served by `small`). 403 for a wrong or
+/// expired secret; 404 for a missing file, an unknown format or a thumbnail not made
+/// (yet).
+async fn thumbnail(
+    State(state): State<AppState>,
+    inst: Inst,
+    Path((id, secret, format)): Path<(String, String, String)>,
+) -> Res {
+    let doc = state.vfs.get(&inst.0, &id).await?;
+    if doc.is_dir() {
+        return Err(ApiError::not_found("a directory has no thumbnail").into());
+    }
+    let Some(expires) = thumbs::check_thumbnail_secret(&inst.0, &doc, &secret) else {
+        return Err(ApiError::forbidden("This thumbnail link is invalid or has expired").into());
+    };
+    let thumb = state.vfs.open_thumbnail(&inst.0, &doc.id, &format).await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut res = Response::new(reader_body(thumb.reader));
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(thumb.size));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    // The URL names the content (its MD5 is signed in it): cacheable while it is valid.
+    if let Ok(v) =
+        HeaderValue::from_str(&format!("private, max-age={}", expires.saturating_sub(now)))
+    {
+        h.insert(header::CACHE_CONTROL, v);
+    }
+    Ok(res)
 }
 
 /// What a `Range` header asks for a content of `size` bytes.
@@ -930,11 +990,17 @@ async fn patch_file(
             .vfs
             .destroy(&inst.0, &id, rev.as_deref(), false)
             .await?;
-        return Ok(jsonapi(StatusCode::OK, &json!({"data": resource(&doc)})));
+        return Ok(jsonapi(
+            StatusCode::OK,
+            &json!({"data": resource(&inst.0, &doc)}),
+        ));
     }
     if attrs.get("move_to_trash").and_then(Value::as_bool) == Some(true) {
         let doc = state.vfs.trash(&inst.0, &id, rev.as_deref()).await?;
-        return Ok(jsonapi(StatusCode::OK, &json!({"data": resource(&doc)})));
+        return Ok(jsonapi(
+            StatusCode::OK,
+            &json!({"data": resource(&inst.0, &doc)}),
+        ));
     }
     let string = |k: &str| -> Result<Option<String>, ApiError> {
         match attrs.get(k) {
@@ -999,7 +1065,10 @@ async fn trash_file(
     allow(&state, &inst, &perm, "PATCH", &doc).await?;
     let rev = if_match(&headers, &q);
     let doc = state.vfs.trash(&inst.0, &id, rev.as_deref()).await?;
-    Ok(jsonapi(StatusCode::OK, &json!({"data": resource(&doc)})))
+    Ok(jsonapi(
+        StatusCode::OK,
+        &json!({"data": resource(&inst.0, &doc)}),
+    ))
 }
 
 /// `POST /files/trash/:id` — spec core-api B.8.4: restore to `restore_path`
@@ -1013,7 +1082,10 @@ async fn restore(
     let doc = state.vfs.get(&inst.0, &id).await?;
     allow(&state, &inst, &perm, "PATCH", &doc).await?;
     let doc = state.vfs.restore(&inst.0, &id).await?;
-    Ok(jsonapi(StatusCode::OK, &json!({"data": resource(&doc)})))
+    Ok(jsonapi(
+        StatusCode::OK,
+        &json!({"data": resource(&inst.0, &doc)}),
+    ))
 }
 
 /// `DELETE /files/trash/:id` — spec core-api B.8.4: destroy something in the trash,
@@ -1223,7 +1295,11 @@ mod tests {
                 .cloned()
                 .unwrap_or_default(),
         };
-        let r = resource(&doc);
+        let inst = Instance {
+            session_secret: "c2VjcmV0".into(),
+            ..Default::default()
+        };
+        let r = resource(&inst, &doc);
         assert_eq!(r["attributes"]["size"], "5");
         assert_eq!(r["attributes"]["path"], "/d/x.txt");
         assert!(r["attributes"].get("referenced_by").is_none());
@@ -1240,6 +1316,23 @@ mod tests {
                 .cloned()
                 .unwrap_or_default(),
         };
-        assert!(resource(&dir)["attributes"].get("trashed").is_none());
+        assert!(resource(&inst, &dir)["attributes"].get("trashed").is_none());
+        assert!(r["links"].get("small").is_none(), "not an image");
+        let mut image = doc.clone();
+        image.body.insert("class".into(), json!("image"));
+        image.body.insert("mime".into(), json!("image/png"));
+        let links = &resource(&inst, &image)["links"];
+        for format in ["tiny", "small", "medium", "large"] {
+            let link = links[format].as_str().unwrap_or_default();
+            assert!(
+                link.starts_with("/files/f/thumbnails/") && link.ends_with(&format!("/{format}")),
+                "{link}"
+            );
+        }
+        image.body.insert("mime".into(), json!("image/gif"));
+        assert!(
+            resource(&inst, &image)["links"].get("small").is_none(),
+            "no link that cannot work"
+        );
     }
 }

@@ -11,6 +11,7 @@ mod data;
 mod error;
 mod files;
 mod instance;
+mod jobs;
 mod layers;
 mod metrics;
 mod oauth;
@@ -27,6 +28,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::get;
 use hearth_instances::Instances;
+use hearth_jobs::{Jobs, JobsConfig};
+use hearth_mail::{MailConfig, Mailer};
 use hearth_store::DocStore;
 use hearth_store::events::{EventHub, EventedStore};
 use hearth_vfs::{LocalBlobStore, Vfs};
@@ -62,6 +65,11 @@ pub struct AppState {
     pub vfs: Arc<Vfs>,
     /// Document events of every write through `store`, for the realtime websocket.
     pub events: EventHub,
+    /// Background jobs and triggers (started by [`AppState::start`]).
+    pub jobs: Arc<Jobs>,
+    /// Renders and sends the server's mails.
+    pub mailer: Arc<Mailer>,
+    jobs_config: JobsConfig,
 }
 
 impl AppState {
@@ -78,8 +86,21 @@ impl AppState {
             }
         };
         let blobs = Arc::new(LocalBlobStore::new(instances.fs_root()));
+        // Without a relay, mails go to `<data dir>/mail/outbox` beside the files.
+        let outbox = instances
+            .fs_root()
+            .parent()
+            .map_or_else(|| instances.fs_root().join("mail"), |p| p.join("mail"))
+            .join("outbox");
+        #[allow(clippy::expect_used)]
+        let mailer = Mailer::new(MailConfig::default(), outbox)
+            .expect("the default mail settings and the embedded templates are valid");
+        let vfs = Arc::new(Vfs::new(store.clone(), blobs));
+        let jobs_config = JobsConfig::default();
+        let mailer = Arc::new(mailer);
         Self {
-            vfs: Arc::new(Vfs::new(store.clone(), blobs)),
+            jobs: build_jobs(&store, &instances, &vfs, &mailer, &jobs_config),
+            vfs,
             store,
             instances,
             admin_auth: AdminAuth::default(),
@@ -87,6 +108,8 @@ impl AppState {
             login_throttle: Arc::default(),
             metrics: Arc::default(),
             events,
+            mailer,
+            jobs_config,
         }
     }
 
@@ -101,7 +124,31 @@ impl AppState {
     /// so that its writes publish realtime events.
     pub fn with_vfs(mut self, vfs: Arc<Vfs>) -> Self {
         self.vfs = vfs;
+        self.rebuild_jobs()
+    }
+
+    /// Uses these jobs settings and this mailer (before [`AppState::start`]).
+    pub fn with_jobs(mut self, config: JobsConfig, mailer: Mailer) -> Self {
+        self.jobs_config = config;
+        self.mailer = Arc::new(mailer);
+        self.rebuild_jobs()
+    }
+
+    fn rebuild_jobs(mut self) -> Self {
+        self.jobs = build_jobs(
+            &self.store,
+            &self.instances,
+            &self.vfs,
+            &self.mailer,
+            &self.jobs_config,
+        );
         self
+    }
+
+    /// Starts the background work: queued jobs of a previous run, runners and the
+    /// trigger scheduler.
+    pub async fn start(&self) -> Result<(), hearth_jobs::JobsError> {
+        self.jobs.start().await
     }
 
     pub fn with_body_limit(mut self, bytes: usize) -> Self {
@@ -113,6 +160,26 @@ impl AppState {
         self.admin_auth = auth;
         self
     }
+}
+
+/// The jobs service with the built-in workers.
+fn build_jobs(
+    store: &Arc<dyn DocStore>,
+    instances: &Arc<Instances>,
+    vfs: &Arc<Vfs>,
+    mailer: &Arc<Mailer>,
+    config: &JobsConfig,
+) -> Arc<Jobs> {
+    let jobs = Jobs::new(store.clone(), instances.clone(), config.clone());
+    hearth_jobs::workers::register(
+        &jobs,
+        &hearth_jobs::workers::Builtins {
+            instances: instances.clone(),
+            vfs: vfs.clone(),
+            mailer: mailer.clone(),
+        },
+    );
+    Arc::new(jobs)
 }
 
 impl fmt::Debug for AppState {
@@ -143,6 +210,7 @@ pub fn router(state: AppState) -> Router {
         .merge(data::routes())
         .merge(files::routes())
         .merge(realtime::routes())
+        .merge(jobs::routes())
         .route_layer(instance(Family::Api));
     let unblocked = settings::routes()
         .merge(files::settings_routes())

@@ -362,6 +362,7 @@ async fn notify(
         id,
         verb: Verb::Notified,
         doc,
+        old: None,
     });
     StatusCode::NO_CONTENT.into_response()
 }

@@ -26,6 +26,9 @@ use md5::{Digest, Md5};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+mod support;
+use support::png;
+
 const PASS: &str = "s3cret";
 
 struct Env {
@@ -1352,4 +1355,177 @@ async fn uploads_are_bounded_by_the_quota_not_the_body_limit() {
         )
         .await;
     assert_eq!(json.status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+/// The width and height of a JPEG, from its start-of-frame segment.
+fn jpeg_size(b: &[u8]) -> (u32, u32) {
+    assert_eq!(&b[..3], [0xFF, 0xD8, 0xFF], "a JPEG starts with SOI");
+    let mut i = 2;
+    loop {
+        assert_eq!(b[i], 0xFF);
+        let marker = b[i + 1];
+        let len = usize::from(u16::from_be_bytes([b[i + 2], b[i + 3]]));
+        if (0xC0..=0xC3).contains(&marker) {
+            let h = u16::from_be_bytes([b[i + 5], b[i + 6]]);
+            let w = u16::from_be_bytes([b[i + 7], b[i + 8]]);
+            return (u32::from(w), u32::from(h));
+        }
+        i += 2 + len;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_thumbnails_are_served_by_signed_links() {
+    let e = env().await;
+    let a = e.instance("a.localhost", "").await;
+    e.instance("b.localhost", "").await;
+    let content = png(1000, 500);
+    let res = a
+        .call(
+            Method::POST,
+            "/files/?Type=file&Name=pic.png",
+            &[("content-type", "image/png")],
+            content,
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+    let file = res.json()["data"].clone();
+    let file_id = id(&file);
+    assert_eq!(file["attributes"]["class"], "image");
+    let links = &file["links"];
+    assert_eq!(links["self"], format!("/files/{file_id}"));
+    let small = links["small"].as_str().unwrap().to_owned();
+    assert!(
+        small.starts_with(&format!("/files/{file_id}/thumbnails/")) && small.ends_with("/small"),
+        "{small}"
+    );
+    for format in ["tiny", "medium", "large"] {
+        assert_eq!(
+            links[format].as_str().unwrap(),
+            small.replace("/small", &format!("/{format}"))
+        );
+    }
+    // The same links from the file and from its directory's listing.
+    let got = a.get(&format!("/files/{file_id}")).await.json();
+    assert_eq!(got["data"]["links"]["small"], small.as_str());
+    let root = a.get("/files/io.cozy.files.root-dir").await.json();
+    let listed = root["included"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == file_id.as_str())
+        .unwrap();
+    assert_eq!(listed["links"]["small"], small.as_str());
+    // Other files have none.
+    let text = a.upload("", "a.txt", b"hello").await;
+    assert!(text["links"].get("small").is_none(), "{text}");
+
+    // No token: the secret of the link is the permission.
+    let fetch = |host: &'static str, uri: String| {
+        let router = e.public.clone();
+        async move {
+            let req = Request::builder()
+                .uri(uri)
+                .header("host", host)
+                .body(Body::empty())
+                .unwrap();
+            send(&router, req).await
+        }
+    };
+    // Not made yet: 404, JSON:API.
+    let missing = fetch("a.localhost", small.clone()).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", missing.text());
+    assert_eq!(error_status(&missing), "404");
+
+    let inst = e.state.instances.get_str("a.localhost").await.unwrap();
+    assert!(e.state.vfs.make_thumbnails(&inst, &file_id).await.unwrap());
+    let thumb = fetch("a.localhost", small.clone()).await;
+    assert_eq!(thumb.status, StatusCode::OK, "{}", thumb.text());
+    assert_eq!(thumb.headers[header::CONTENT_TYPE], "image/jpeg");
+    assert_eq!(
+        thumb.headers[header::CONTENT_LENGTH],
+        thumb.body.len().to_string().as_str()
+    );
+    assert!(
+        thumb.headers[header::CACHE_CONTROL]
+            .to_str()
+            .unwrap()
+            .starts_with("private, max-age=")
+    );
+    assert_eq!(jpeg_size(&thumb.body), (640, 320));
+    let tiny = fetch("a.localhost", links["tiny"].as_str().unwrap().to_owned()).await;
+    assert_eq!(tiny.body, thumb.body, "tiny is served by small");
+    let large = fetch("a.localhost", links["large"].as_str().unwrap().to_owned()).await;
+    assert_eq!(jpeg_size(&large.body), (1000, 500), "never enlarged");
+
+    // A wrong secret, another file's, another instance, another format: refused.
+    let (prefix, rest) = small.split_once("/thumbnails/").unwrap();
+    let (secret, _) = rest.split_once('/').unwrap();
+    let mut forged = secret.to_owned();
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    for bad in [
+        format!("{prefix}/thumbnails/{forged}/small"),
+        format!("{prefix}/thumbnails/nope/small"),
+        format!("/files/{}/thumbnails/{secret}/small", id(&text)),
+    ] {
+        let res = fetch("a.localhost", bad.clone()).await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN, "{bad}: {}", res.text());
+        assert_eq!(error_status(&res), "403");
+    }
+    let elsewhere = fetch("b.localhost", small.clone()).await;
+    assert_eq!(elsewhere.status, StatusCode::NOT_FOUND);
+    let unknown = fetch("a.localhost", small.replace("/small", "/huge")).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(error_status(&unknown), "404");
+
+    // New content: the old links stop working, the old thumbnails are gone.
+    let res = a
+        .call(
+            Method::PUT,
+            &format!("/files/{file_id}"),
+            &[("content-type", "image/png")],
+            png(300, 600),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let new_small = res.json()["data"]["links"]["small"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(new_small, small);
+    assert_eq!(
+        fetch("a.localhost", small.clone()).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        fetch("a.localhost", new_small.clone()).await.status,
+        StatusCode::NOT_FOUND,
+        "not made yet for the new content"
+    );
+    assert!(e.state.vfs.make_thumbnails(&inst, &file_id).await.unwrap());
+    let thumb = fetch("a.localhost", new_small.clone()).await;
+    assert_eq!(jpeg_size(&thumb.body), (240, 480));
+    assert_eq!(e.state.vfs.fsck(&inst).await.unwrap(), vec![]);
+
+    // Destroyed: gone with the file.
+    let res = a
+        .call(
+            Method::PATCH,
+            &format!("/files/{file_id}"),
+            &[("content-type", "application/json")],
+            r#"{"data": {"attributes": {"permanent_delete": true}}}"#,
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(
+        fetch("a.localhost", new_small).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert!(
+        !e.files
+            .join("a.localhost/.cozy_thumbs")
+            .join(format!("{file_id}-small.jpg"))
+            .exists()
+    );
 }

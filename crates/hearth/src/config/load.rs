@@ -648,7 +648,10 @@ mod tests {
                 dir: "/srv/h/db".into()
             }
         );
-        assert_eq!(loaded.config.mail.outbox_dir, Path::new("/srv/h/outbox"));
+        assert_eq!(
+            loaded.config.mail.outbox_dir,
+            Path::new("/srv/h/mail/outbox")
+        );
         assert_eq!(loaded.sources.get("database.url"), &Source::Default);
     }
 

@@ -40,7 +40,7 @@ pub struct Config {
     /// TCP port of the public server.
     pub port: u16,
     /// Directory holding everything Hearth writes unless told otherwise: the document
-    /// databases (`db/`), the files (`files/`) and the mail outbox (`outbox/`).
+    /// databases (`db/`), the files (`files/`) and the mail outbox (`mail/outbox/`).
     /// A relative path is relative to the working directory.
     pub data_dir: PathBuf,
     /// The admin API (instance management), a separate listener on loopback only.
@@ -62,6 +62,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Owners' logins.
     pub auth: AuthConfig,
+    /// Background jobs.
+    pub jobs: JobsConfig,
 }
 
 /// `admin.*`: the admin API listener.
@@ -133,6 +135,35 @@ pub struct MailConfig {
     pub local_name: Option<String>,
     /// Directory where mails are written when no relay is configured.
     pub outbox_dir: PathBuf,
+    /// Sender address of the server's mails; by default `noreply@<instance domain>`.
+    pub noreply_address: Option<String>,
+    /// Sender display name; by default the instance's public name.
+    pub noreply_name: Option<String>,
+    /// A `Reply-To` address added to the server's mails.
+    pub reply_to: Option<String>,
+}
+
+/// `jobs.*`: background jobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsConfig {
+    /// Delay before the first retry of a failed job; each next retry waits twice as
+    /// long, up to an hour (a number of seconds, or `500ms`, `10s`, `1m`…).
+    #[serde(with = "duration_text")]
+    pub retry_delay: Duration,
+    /// Per worker type (`sendmail`, `thumbnail`, `log`, `trash-files`,
+    /// `clean-sessions`…): `concurrency`, `max_exec_count`, `timeout` (seconds).
+    pub workers: BTreeMap<String, WorkerConfig>,
+}
+
+/// `jobs.workers.<name>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    pub concurrency: Option<usize>,
+    pub max_exec_count: Option<u32>,
+    /// Seconds.
+    pub timeout: Option<u64>,
 }
 
 /// `log.*`.
@@ -196,7 +227,10 @@ impl Config {
                 disable_tls: false,
                 skip_certificate_validation: false,
                 local_name: None,
-                outbox_dir: base.join("outbox"),
+                outbox_dir: base.join("mail").join("outbox"),
+                noreply_address: None,
+                noreply_name: None,
+                reply_to: None,
             },
             contexts: BTreeMap::new(),
             registries: BTreeMap::new(),
@@ -209,6 +243,10 @@ impl Config {
             auth: AuthConfig {
                 login_failures_per_hour: 1000,
                 scrypt_log_n: 15,
+            },
+            jobs: JobsConfig {
+                retry_delay: Duration::from_secs(10),
+                workers: BTreeMap::new(),
             },
         }
     }
@@ -482,6 +520,6 @@ mod tests {
         let config = Config::defaults(Path::new("/srv/hearth"));
         assert_eq!(config.database.url, "sqlite:///srv/hearth/db");
         assert_eq!(config.fs.url, "file:///srv/hearth/files");
-        assert_eq!(config.mail.outbox_dir, Path::new("/srv/hearth/outbox"));
+        assert_eq!(config.mail.outbox_dir, Path::new("/srv/hearth/mail/outbox"));
     }
 }

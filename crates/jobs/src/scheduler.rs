@@ -1,0 +1,861 @@
+//! Triggers: the API on [`Jobs`] (create, list, patch, delete, launch, webhooks)
+//! and the scheduler that fires them on time or on document events.
+//!
+//! Each active timed or `@event` trigger has an entry in the global store
+//! ([`SCHEDULE`]), so the scheduler starts from one table instead of opening every
+//! instance; the trigger document in the instance stays the source of truth (an
+//! entry whose trigger is gone is dropped when it fires). A timer missed while the
+//! server was down fires once at the next start.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use hearth_core::{InstanceId, JsonMap, now_rfc3339};
+use hearth_instances::Instance;
+use hearth_store::events::{Event, EventObserver, Interest};
+use hearth_store::{AllDocsQuery, GetOptions, StoreError};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, mpsc};
+
+use crate::model::{EventRule, JobOptions, Period, Schedule, TRIGGERS, Trigger};
+use crate::{
+    Job, JobRequest, Jobs, JobsError, JobsResult, doctype, duration, instance_key, now_ms,
+};
+
+/// The scheduler's entries (global store).
+pub const SCHEDULE: &str = "io.hearth.jobs.schedule";
+
+/// What `POST /jobs/triggers` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct TriggerRequest {
+    pub kind: String,
+    pub arguments: String,
+    pub worker: String,
+    pub message: Value,
+    pub options: Option<JobOptions>,
+    pub debounce: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    key: String,
+    domain: String,
+    instance: InstanceId,
+    trigger_id: String,
+    schedule: Schedule,
+    debounce: Option<Duration>,
+    /// Unix ms of the next firing (timed triggers).
+    next_at: Option<u64>,
+    rev: Option<String>,
+    kind: String,
+    arguments: String,
+}
+
+/// A trigger every instance has, built into the server (thumbnails).
+#[derive(Debug, Clone)]
+struct Internal {
+    /// Every rule must match.
+    all_of: Vec<EventRule>,
+    worker: String,
+}
+
+#[derive(Default)]
+struct State {
+    timers: BTreeSet<(u64, String)>,
+    entries: HashMap<String, Entry>,
+    /// Keys of the `@event` entries of each instance.
+    by_instance: HashMap<InstanceId, Vec<String>>,
+    internal: Vec<Internal>,
+    /// Debounced triggers waiting for their delay: key → last event.
+    pending: HashMap<String, Value>,
+    /// Domains of instance ids seen by internal triggers.
+    domains: HashMap<InstanceId, String>,
+}
+
+#[derive(Default)]
+pub(crate) struct SchedShared {
+    state: Mutex<State>,
+    wake: Notify,
+}
+
+impl SchedShared {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn insert(&self, entry: Entry) {
+        let mut st = self.state();
+        remove_locked(&mut st, &entry.key);
+        if let Some(at) = entry.next_at {
+            st.timers.insert((at, entry.key.clone()));
+        }
+        if matches!(entry.schedule, Schedule::Event(_)) {
+            st.by_instance
+                .entry(entry.instance.clone())
+                .or_default()
+                .push(entry.key.clone());
+        }
+        st.entries.insert(entry.key.clone(), entry);
+        drop(st);
+        self.wake.notify_one();
+    }
+}
+
+fn remove_locked(st: &mut State, key: &str) -> Option<Entry> {
+    let old = st.entries.remove(key)?;
+    if let Some(at) = old.next_at {
+        st.timers.remove(&(at, key.to_owned()));
+    }
+    if let Some(keys) = st.by_instance.get_mut(&old.instance) {
+        keys.retain(|k| k != key);
+        if keys.is_empty() {
+            st.by_instance.remove(&old.instance);
+        }
+    }
+    st.pending.remove(key);
+    Some(old)
+}
+
+/// Feeds document events to the dispatcher; decides which writes need events.
+struct Observer {
+    shared: Arc<SchedShared>,
+    tx: mpsc::UnboundedSender<Arc<Event>>,
+}
+
+impl EventObserver for Observer {
+    fn interest(&self, inst: &InstanceId, dt: &hearth_core::Doctype) -> Interest {
+        if inst.as_str() == InstanceId::GLOBAL {
+            return Interest::None;
+        }
+        let st = self.shared.state();
+        let mut interest = Interest::None;
+        let mut consider = |rules: &[EventRule]| {
+            for r in rules.iter().filter(|r| r.doctype == dt.as_str()) {
+                interest = interest.max(if r.needs_old() {
+                    Interest::WithOld
+                } else {
+                    Interest::Event
+                });
+            }
+        };
+        for i in &st.internal {
+            if i.all_of.iter().any(|r| r.doctype == dt.as_str()) {
+                consider(&i.all_of);
+            }
+        }
+        for key in st.by_instance.get(inst).into_iter().flatten() {
+            if let Some(Entry {
+                schedule: Schedule::Event(rules),
+                ..
+            }) = st.entries.get(key)
+            {
+                consider(rules);
+            }
+        }
+        interest
+    }
+
+    fn observe(&self, event: &Arc<Event>) {
+        let _ = self.tx.send(event.clone());
+    }
+}
+
+/// A stable pseudo-random number from a trigger id (spreads periodic triggers).
+fn spread(id: &str) -> u64 {
+    // FNV-1a.
+    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The next firing (Unix ms) of a timed schedule strictly after `now_ms`.
+fn next_firing(schedule: &Schedule, trigger_id: &str, now: u64) -> Option<u64> {
+    let now_s = now / 1000;
+    match schedule {
+        Schedule::At(t) => Some(t.saturating_mul(1000)),
+        Schedule::In(d) | Schedule::Every(d) => Some(now + d.as_millis() as u64),
+        Schedule::Cron(c) => c.next_after(now_s).map(|t| t * 1000),
+        Schedule::Periodic(p) => {
+            let h = spread(trigger_id);
+            let period = match p {
+                Period::Hourly => 3600,
+                Period::Daily => 86_400,
+                Period::Weekly => 7 * 86_400,
+                Period::Monthly => {
+                    let day = 1 + (h % 28) as i64;
+                    let second = (h / 28) % 86_400;
+                    let (y, m, _) = hearth_core::civil_from_days((now_s / 86_400) as i64);
+                    for (y, m) in [(y, m), if m == 12 { (y + 1, 1) } else { (y, m + 1) }] {
+                        let t = hearth_core::days_from_civil(y, m, day) as u64 * 86_400 + second;
+                        if t > now_s {
+                            return Some(t * 1000);
+                        }
+                    }
+                    return None;
+                }
+            };
+            let offset = h % period;
+            let mut t = now_s - now_s % period + offset;
+            if t <= now_s {
+                t += period;
+            }
+            Some(t * 1000)
+        }
+        _ => None,
+    }
+}
+
+fn entry_doc(e: &Entry) -> JsonMap {
+    let mut doc = JsonMap::new();
+    doc.insert("_id".into(), json!(e.key));
+    if let Some(rev) = &e.rev {
+        doc.insert("_rev".into(), json!(rev));
+    }
+    doc.insert("domain".into(), json!(e.domain));
+    doc.insert("instance".into(), json!(e.instance.as_str()));
+    doc.insert("trigger_id".into(), json!(e.trigger_id));
+    doc.insert("type".into(), json!(e.kind));
+    doc.insert("arguments".into(), json!(e.arguments));
+    if let Some(d) = e.debounce {
+        doc.insert("debounce_ms".into(), json!(d.as_millis() as u64));
+    }
+    if let Some(at) = e.next_at {
+        doc.insert("next_at".into(), json!(at));
+    }
+    doc
+}
+
+fn entry_from_doc(doc: &JsonMap) -> Option<Entry> {
+    let s = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_owned);
+    let kind = s("type")?;
+    let arguments = s("arguments").unwrap_or_default();
+    let schedule = Schedule::parse(&kind, &arguments).ok()?;
+    Some(Entry {
+        key: s("_id")?,
+        domain: s("domain")?,
+        instance: InstanceId::new(s("instance")?).ok()?,
+        trigger_id: s("trigger_id")?,
+        schedule,
+        debounce: doc
+            .get("debounce_ms")
+            .and_then(Value::as_u64)
+            .map(Duration::from_millis),
+        next_at: doc.get("next_at").and_then(Value::as_u64),
+        rev: s("_rev"),
+        kind,
+        arguments,
+    })
+}
+
+impl Jobs {
+    /// Adds a trigger every instance has: `all_of` rules on document events push a
+    /// job of `worker` with the event (e.g. thumbnails of images). Before `start`.
+    pub fn add_internal_trigger(&self, all_of: Vec<EventRule>, worker: &str) {
+        self.sched.state().internal.push(Internal {
+            all_of,
+            worker: worker.to_owned(),
+        });
+    }
+
+    pub(crate) async fn start_scheduler(self: &Arc<Self>) -> JobsResult<()> {
+        let all = self
+            .instance_store()
+            .all_docs(
+                &InstanceId::global(),
+                &doctype(SCHEDULE),
+                &AllDocsQuery {
+                    include_docs: true,
+                    inclusive_end: true,
+                    ..Default::default()
+                },
+            )
+            .await;
+        let rows = match all {
+            Ok(a) => a.rows,
+            Err(StoreError::NotFound(_)) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        let now = now_ms();
+        for row in rows {
+            let Some(doc) = row.doc else { continue };
+            match entry_from_doc(&doc) {
+                Some(mut e) => {
+                    if e.schedule.is_timed() && e.next_at.is_none() {
+                        e.next_at = next_firing(&e.schedule, &e.trigger_id, now);
+                    }
+                    self.sched.insert(e);
+                }
+                None => tracing::warn!(id = %row.id, "unreadable scheduler entry skipped"),
+            }
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        if let Some(hub) = self.instance_store().event_hub() {
+            hub.observe(Arc::new(Observer {
+                shared: self.sched.clone(),
+                tx,
+            }));
+        } else {
+            tracing::warn!("the document store publishes no events: @event triggers will not fire");
+        }
+        let jobs = self.clone();
+        tokio::spawn(async move { jobs.timer_loop().await });
+        let jobs = self.clone();
+        tokio::spawn(async move { jobs.event_loop(rx).await });
+        Ok(())
+    }
+
+    async fn timer_loop(self: Arc<Self>) {
+        loop {
+            let notified = self.sched.wake.notified();
+            let first = self.sched.state().timers.first().cloned();
+            let now = now_ms();
+            match first {
+                None => notified.await,
+                Some((at, key)) if at <= now => {
+                    self.sched.state().timers.remove(&(at, key.clone()));
+                    self.fire_timer(&key).await;
+                }
+                Some((at, _)) => {
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(at - now)) => {}
+                        () = notified => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn fire_timer(&self, key: &str) {
+        let Some(mut entry) = self.sched.state().entries.get(key).cloned() else {
+            return;
+        };
+        let trigger = match self.entry_trigger(&entry).await {
+            Some(t) => t,
+            None => {
+                self.drop_entry(key).await;
+                return;
+            }
+        };
+        if let Ok(inst) = self.instances().get_str(&entry.domain).await {
+            let req = JobRequest {
+                worker: trigger.worker.clone(),
+                message: trigger.message.clone(),
+                options: trigger.options.clone(),
+                trigger_id: Some(trigger.id.clone()),
+                ..Default::default()
+            };
+            match self.push(&inst, req).await {
+                Ok(job) => {
+                    tracing::info!(domain = %entry.domain, trigger = %trigger.id, job = %job.id, "trigger fired")
+                }
+                Err(e) => {
+                    tracing::error!(domain = %entry.domain, trigger = %trigger.id, error = %e, "trigger could not push its job")
+                }
+            }
+            if matches!(entry.schedule, Schedule::At(_) | Schedule::In(_)) {
+                // One-shot triggers go away once fired, as in the Cozy stack.
+                let _ = self.delete_trigger(&inst, &trigger.id).await;
+                return;
+            }
+        }
+        entry.next_at = next_firing(&entry.schedule, &entry.trigger_id, now_ms());
+        if let Err(e) = self.save_entry(&mut entry).await {
+            tracing::error!(error = %e, "cannot record a trigger's next firing");
+        }
+        self.sched.insert(entry);
+    }
+
+    async fn entry_trigger(&self, entry: &Entry) -> Option<Trigger> {
+        let doc = self
+            .instance_store()
+            .get(
+                &entry.instance,
+                &doctype(TRIGGERS),
+                &entry.trigger_id,
+                GetOptions::default(),
+            )
+            .await
+            .ok()?;
+        Trigger::from_doc(doc).ok()
+    }
+
+    async fn event_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Arc<Event>>) {
+        while let Some(event) = rx.recv().await {
+            self.dispatch(&event).await;
+        }
+    }
+
+    async fn dispatch(self: &Arc<Self>, event: &Event) {
+        let verb = event.verb.as_str();
+        let dt = event.doctype.as_str();
+        let (entries, internal) = {
+            let st = self.sched.state();
+            let entries: Vec<Entry> = st
+                .by_instance
+                .get(&event.instance)
+                .into_iter()
+                .flatten()
+                .filter_map(|k| st.entries.get(k))
+                .filter(|e| match &e.schedule {
+                    Schedule::Event(rules) => rules
+                        .iter()
+                        .any(|r| r.matches(dt, verb, &event.doc, event.old.as_ref())),
+                    _ => false,
+                })
+                .cloned()
+                .collect();
+            let internal: Vec<String> = st
+                .internal
+                .iter()
+                .filter(|i| {
+                    i.all_of
+                        .iter()
+                        .all(|r| r.matches(dt, verb, &event.doc, event.old.as_ref()))
+                })
+                .map(|i| i.worker.clone())
+                .collect();
+            (entries, internal)
+        };
+        if entries.is_empty() && internal.is_empty() {
+            return;
+        }
+        let domain = match entries.first() {
+            Some(e) => e.domain.clone(),
+            None => match self.domain_of(&event.instance).await {
+                Some(d) => d,
+                None => return,
+            },
+        };
+        let mut payload = json!({"domain": domain, "verb": verb, "doc": event.doc});
+        if let Some(old) = &event.old {
+            payload["old"] = Value::Object(old.clone());
+        }
+        let Ok(inst) = self.instances().get_str(&domain).await else {
+            return;
+        };
+        for worker in internal {
+            let req = JobRequest {
+                worker,
+                message: json!({}),
+                event: Some(payload.clone()),
+                ..Default::default()
+            };
+            if let Err(e) = self.push(&inst, req).await {
+                tracing::error!(domain = %domain, error = %e, "internal trigger could not push its job");
+            }
+        }
+        for entry in entries {
+            match entry.debounce {
+                Some(delay) if !delay.is_zero() => {
+                    let first = self
+                        .sched
+                        .state()
+                        .pending
+                        .insert(entry.key.clone(), payload.clone())
+                        .is_none();
+                    if first {
+                        let jobs = self.clone();
+                        let inst = inst.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            let last = jobs.sched.state().pending.remove(&entry.key);
+                            if let Some(last) = last {
+                                jobs.fire_event(&inst, &entry, last).await;
+                            }
+                        });
+                    }
+                }
+                _ => self.fire_event(&inst, &entry, payload.clone()).await,
+            }
+        }
+    }
+
+    async fn fire_event(&self, inst: &Instance, entry: &Entry, event: Value) {
+        let Some(trigger) = self.entry_trigger(entry).await else {
+            return;
+        };
+        let req = JobRequest {
+            worker: trigger.worker.clone(),
+            message: trigger.message.clone(),
+            options: trigger.options.clone(),
+            trigger_id: Some(trigger.id.clone()),
+            event: Some(event),
+            ..Default::default()
+        };
+        if let Err(e) = self.push(inst, req).await {
+            tracing::error!(domain = %inst.domain, trigger = %trigger.id, error = %e, "@event trigger could not push its job");
+        }
+    }
+
+    /// The domain of an instance id (internal triggers only know the id).
+    async fn domain_of(&self, inst: &InstanceId) -> Option<String> {
+        if let Some(d) = self.sched.state().domains.get(inst) {
+            return Some(d.clone());
+        }
+        let q = hearth_store::mango::FindQuery::parse(&json!({
+            "selector": {"prefix": inst.as_str()}, "limit": 1
+        }))
+        .ok()?;
+        let found = self
+            .instance_store()
+            .find(&InstanceId::global(), &doctype("io.cozy.instances"), &q)
+            .await
+            .ok()?;
+        let domain = found.docs.first()?.get("domain")?.as_str()?.to_owned();
+        self.sched
+            .state()
+            .domains
+            .insert(inst.clone(), domain.clone());
+        Some(domain)
+    }
+
+    async fn save_entry(&self, entry: &mut Entry) -> JobsResult<()> {
+        let written = self
+            .instance_store()
+            .put(&InstanceId::global(), &doctype(SCHEDULE), entry_doc(entry))
+            .await?;
+        entry.rev = Some(written.rev.to_string());
+        Ok(())
+    }
+
+    async fn drop_entry(&self, key: &str) {
+        let removed = remove_locked(&mut self.sched.state(), key);
+        let rev = removed.and_then(|e| e.rev).and_then(|r| r.parse().ok());
+        if let Some(rev) = rev {
+            let _ = self
+                .instance_store()
+                .delete(&InstanceId::global(), &doctype(SCHEDULE), key, &rev)
+                .await;
+        }
+    }
+
+    pub(crate) async fn forget_triggers(&self, inst: &InstanceId) -> JobsResult<()> {
+        let keys: Vec<String> = self
+            .sched
+            .state()
+            .entries
+            .values()
+            .filter(|e| &e.instance == inst)
+            .map(|e| e.key.clone())
+            .collect();
+        for key in keys {
+            self.drop_entry(&key).await;
+        }
+        self.sched.state().domains.remove(inst);
+        Ok(())
+    }
+
+    // ---- The trigger API ----
+
+    /// Validates and creates a trigger, and schedules it.
+    pub async fn add_trigger(
+        &self,
+        inst: &Instance,
+        req: TriggerRequest,
+        admin: bool,
+    ) -> JobsResult<Trigger> {
+        let schedule = Schedule::parse(&req.kind, &req.arguments).map_err(JobsError::Invalid)?;
+        self.check_worker(&req.worker, admin)?;
+        let debounce = match req.debounce.as_deref().filter(|d| !d.is_empty()) {
+            Some(d) => Some(duration::parse(d).map_err(JobsError::BadDebounce)?),
+            None => None,
+        };
+        if debounce.is_some() && !matches!(schedule, Schedule::Event(_)) {
+            return Err(JobsError::BadDebounce(
+                "only @event triggers can be debounced".into(),
+            ));
+        }
+        let now = now_rfc3339();
+        let mut trigger = Trigger {
+            id: hearth_core::new_doc_id(),
+            rev: None,
+            domain: inst.domain.clone(),
+            kind: req.kind,
+            arguments: req.arguments,
+            debounce: req.debounce.filter(|d| !d.is_empty()),
+            worker: req.worker,
+            message: req.message,
+            options: req.options,
+            cozy_metadata: Some(json!({
+                "doctypeVersion": "1",
+                "metadataVersion": 1,
+                "createdAt": now,
+                "updatedAt": now,
+            })),
+        };
+        let written = self
+            .instance_store()
+            .put(&inst.instance_id(), &doctype(TRIGGERS), trigger.to_doc())
+            .await?;
+        trigger.rev = Some(written.rev.to_string());
+        if let Err(e) = self
+            .schedule_trigger(inst, &trigger, schedule, debounce)
+            .await
+        {
+            // Nothing half-made: the trigger goes with its failed scheduling.
+            let _ = self.remove_trigger_doc(inst, &trigger).await;
+            return Err(e);
+        }
+        Ok(trigger)
+    }
+
+    async fn schedule_trigger(
+        &self,
+        inst: &Instance,
+        trigger: &Trigger,
+        schedule: Schedule,
+        debounce: Option<Duration>,
+    ) -> JobsResult<()> {
+        if !schedule.is_timed() && !matches!(schedule, Schedule::Event(_)) {
+            return Ok(());
+        }
+        let key = instance_key(&inst.instance_id(), &trigger.id);
+        let old_rev = self
+            .sched
+            .state()
+            .entries
+            .get(&key)
+            .and_then(|e| e.rev.clone());
+        let mut entry = Entry {
+            key,
+            domain: inst.domain.clone(),
+            instance: inst.instance_id(),
+            trigger_id: trigger.id.clone(),
+            next_at: next_firing(&schedule, &trigger.id, now_ms()),
+            schedule,
+            debounce,
+            rev: old_rev,
+            kind: trigger.kind.clone(),
+            arguments: trigger.arguments.clone(),
+        };
+        if entry.schedule.is_timed() && entry.next_at.is_none() {
+            return Err(JobsError::Invalid(format!(
+                "the trigger {:?} {:?} never fires",
+                trigger.kind, trigger.arguments
+            )));
+        }
+        self.save_entry(&mut entry).await?;
+        self.sched.insert(entry);
+        Ok(())
+    }
+
+    async fn remove_trigger_doc(&self, inst: &Instance, trigger: &Trigger) -> JobsResult<()> {
+        let rev = trigger
+            .rev
+            .as_deref()
+            .and_then(|r| r.parse().ok())
+            .ok_or_else(|| JobsError::Internal("trigger without revision".into()))?;
+        match self
+            .instance_store()
+            .delete(&inst.instance_id(), &doctype(TRIGGERS), &trigger.id, &rev)
+            .await
+        {
+            Ok(_) | Err(StoreError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn get_trigger(&self, inst: &Instance, id: &str) -> JobsResult<Trigger> {
+        let doc = match self
+            .instance_store()
+            .get(
+                &inst.instance_id(),
+                &doctype(TRIGGERS),
+                id,
+                GetOptions::default(),
+            )
+            .await
+        {
+            Ok(d) => d,
+            Err(StoreError::NotFound(_)) => return Err(JobsError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        Trigger::from_doc(doc).map_err(JobsError::Internal)
+    }
+
+    /// Triggers, optionally only of some workers and types.
+    pub async fn list_triggers(
+        &self,
+        inst: &Instance,
+        workers: &[String],
+        types: &[String],
+    ) -> JobsResult<Vec<Trigger>> {
+        let mut selector = JsonMap::new();
+        if !workers.is_empty() {
+            selector.insert("worker".into(), json!({"$in": workers}));
+        }
+        if !types.is_empty() {
+            selector.insert("type".into(), json!({"$in": types}));
+        }
+        let q = hearth_store::mango::FindQuery::parse(&json!({"selector": selector}))?;
+        let docs = match self
+            .instance_store()
+            .find(&inst.instance_id(), &doctype(TRIGGERS), &q)
+            .await
+        {
+            Ok(f) => f.docs,
+            Err(StoreError::NotFound(_)) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(docs
+            .into_iter()
+            .filter_map(|d| Trigger::from_doc(d).ok())
+            .collect())
+    }
+
+    pub async fn delete_trigger(&self, inst: &Instance, id: &str) -> JobsResult<()> {
+        let trigger = self.get_trigger(inst, id).await?;
+        self.drop_entry(&instance_key(&inst.instance_id(), id))
+            .await;
+        self.remove_trigger_doc(inst, &trigger).await
+    }
+
+    /// `PATCH /jobs/triggers/:id`: new arguments (`@cron` only) and/or message.
+    pub async fn patch_trigger(
+        &self,
+        inst: &Instance,
+        id: &str,
+        arguments: Option<String>,
+        message: Option<Value>,
+    ) -> JobsResult<Trigger> {
+        let mut trigger = self.get_trigger(inst, id).await?;
+        let mut reschedule = None;
+        if let Some(args) = arguments {
+            if trigger.kind != "@cron" {
+                return Err(JobsError::Invalid(
+                    "only the arguments of @cron triggers can be changed".into(),
+                ));
+            }
+            reschedule = Some(Schedule::parse(&trigger.kind, &args).map_err(JobsError::Invalid)?);
+            trigger.arguments = args;
+        }
+        if let Some(m) = message {
+            trigger.message = m;
+        }
+        if let Some(Value::Object(meta)) = trigger.cozy_metadata.as_mut() {
+            meta.insert("updatedAt".into(), json!(now_rfc3339()));
+        }
+        let written = self
+            .instance_store()
+            .put(&inst.instance_id(), &doctype(TRIGGERS), trigger.to_doc())
+            .await?;
+        trigger.rev = Some(written.rev.to_string());
+        if let Some(schedule) = reschedule {
+            self.schedule_trigger(inst, &trigger, schedule, None)
+                .await?;
+        }
+        Ok(trigger)
+    }
+
+    /// `POST /jobs/triggers/:id/launch`: runs the trigger's job now.
+    pub async fn launch_trigger(&self, inst: &Instance, id: &str) -> JobsResult<Job> {
+        let trigger = self.get_trigger(inst, id).await?;
+        self.push(
+            inst,
+            JobRequest {
+                worker: trigger.worker,
+                message: trigger.message,
+                options: trigger.options,
+                manual: true,
+                trigger_id: Some(trigger.id),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// `POST /jobs/webhooks/:id`: a `@webhook` trigger's job, with the payload.
+    pub async fn webhook(&self, inst: &Instance, id: &str, payload: Value) -> JobsResult<Job> {
+        let trigger = self.get_trigger(inst, id).await?;
+        if trigger.kind != "@webhook" {
+            return Err(JobsError::NotFound);
+        }
+        self.push(
+            inst,
+            JobRequest {
+                worker: trigger.worker,
+                message: trigger.message,
+                options: trigger.options,
+                trigger_id: Some(trigger.id),
+                payload: Some(payload),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// The latest jobs of a trigger, newest first.
+    pub async fn trigger_jobs(
+        &self,
+        inst: &Instance,
+        id: &str,
+        limit: usize,
+    ) -> JobsResult<Vec<Job>> {
+        self.find_jobs(
+            inst,
+            json!({
+                "selector": {"trigger_id": id, "queued_at": {"$gt": null}},
+                "sort": [{"trigger_id": "desc"}, {"queued_at": "desc"}],
+                "limit": limit.clamp(1, 1000),
+            }),
+        )
+        .await
+    }
+
+    /// `current_state` of a trigger, from its latest jobs.
+    pub async fn trigger_state(&self, inst: &Instance, trigger_id: &str) -> JobsResult<Value> {
+        let jobs = self.trigger_jobs(inst, trigger_id, 100).await?;
+        let mut state = json!({"trigger_id": trigger_id, "status": "done"});
+        if let Some(last) = jobs.first() {
+            state["status"] = json!(last.state.as_str());
+            state["last_execution"] = json!(last.started_at.as_ref().unwrap_or(&last.queued_at));
+            state["last_executed_job_id"] = json!(last.id);
+        }
+        if let Some(ok) = jobs.iter().find(|j| j.state == crate::JobState::Done) {
+            state["last_success"] = json!(ok.finished_at);
+            state["last_successful_job_id"] = json!(ok.id);
+        }
+        if let Some(ko) = jobs.iter().find(|j| j.state == crate::JobState::Errored) {
+            state["last_failure"] = json!(ko.finished_at);
+            state["last_failed_job_id"] = json!(ko.id);
+            state["last_error"] = json!(ko.error);
+        }
+        if let Some(manual) = jobs.iter().find(|j| j.manual_execution) {
+            state["last_manual_execution"] = json!(manual.queued_at);
+            state["last_manual_job_id"] = json!(manual.id);
+        }
+        Ok(state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periodic_firings_spread_and_stay_in_their_period() {
+        let now = 1_795_514_505_000; // 2026-11-24T10:01:45Z
+        for (p, period) in [(Period::Hourly, 3600), (Period::Daily, 86_400)] {
+            let a = next_firing(&Schedule::Periodic(p), "a", now).unwrap_or(0);
+            let b = next_firing(&Schedule::Periodic(p), "b", now).unwrap_or(0);
+            assert!(a > now && a <= now + period * 1000, "{p:?}");
+            assert_ne!(a, b, "{p:?}");
+            // The same trigger keeps its time in every period.
+            let again = next_firing(&Schedule::Periodic(p), "a", a).unwrap_or(0);
+            assert_eq!(again - a, period * 1000);
+        }
+        let m = next_firing(&Schedule::Periodic(Period::Monthly), "a", now).unwrap_or(0);
+        assert!(m > now && m <= now + 31 * 86_400_000);
+        assert_eq!(
+            next_firing(&Schedule::Every(Duration::from_secs(5)), "a", now),
+            Some(now + 5000)
+        );
+        assert_eq!(next_firing(&Schedule::Webhook, "a", now), None);
+    }
+
+    #[test]
+    fn schedule_doctype_is_valid() {
+        assert!(hearth_core::Doctype::new(SCHEDULE).is_ok());
+    }
+}

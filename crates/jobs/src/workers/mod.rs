@@ -1,0 +1,78 @@
+//! The built-in workers and their default limits.
+
+mod basic;
+mod sendmail;
+mod thumbnail;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hearth_instances::Instances;
+use hearth_mail::Mailer;
+use hearth_vfs::Vfs;
+
+use crate::model::EventRule;
+use crate::{Jobs, WorkerLimits};
+
+pub use sendmail::SendMail;
+
+/// What the built-in workers work with.
+#[derive(Clone)]
+pub struct Builtins {
+    pub instances: Arc<Instances>,
+    pub vfs: Arc<Vfs>,
+    pub mailer: Arc<Mailer>,
+}
+
+fn limits(
+    concurrency: usize,
+    max_exec_count: u32,
+    timeout_secs: u64,
+    reserved: bool,
+) -> WorkerLimits {
+    WorkerLimits {
+        concurrency,
+        max_exec_count,
+        timeout: Duration::from_secs(timeout_secs),
+        reserved,
+    }
+}
+
+/// Registers `log`, `sendmail`, `thumbnail`, `trash-files` and `clean-sessions`, and
+/// the internal trigger that makes thumbnails of images.
+pub fn register(jobs: &Jobs, b: &Builtins) {
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    jobs.register("log", Arc::new(basic::Log), limits(4, 1, 10, false));
+    jobs.register(
+        "sendmail",
+        Arc::new(sendmail::SendMail::new(
+            b.instances.clone(),
+            b.mailer.clone(),
+        )),
+        limits(4, 3, 60, false),
+    );
+    jobs.register(
+        "thumbnail",
+        Arc::new(thumbnail::Thumbnail { vfs: b.vfs.clone() }),
+        limits(cores, 2, 60, true),
+    );
+    jobs.register(
+        "trash-files",
+        Arc::new(basic::TrashFiles { vfs: b.vfs.clone() }),
+        limits(2, 2, 600, false),
+    );
+    jobs.register(
+        "clean-sessions",
+        Arc::new(basic::CleanSessions {
+            instances: b.instances.clone(),
+        }),
+        limits(1, 2, 60, true),
+    );
+    // Thumbnails of images: on creation, on a new content, and removed with them.
+    if let (Ok(images), Ok(content)) = (
+        EventRule::parse("io.cozy.files:CREATED,UPDATED,DELETED:image:class"),
+        EventRule::parse("io.cozy.files:ALL:!=:md5sum"),
+    ) {
+        jobs.add_internal_trigger(vec![images, content], "thumbnail");
+    }
+}
