@@ -192,6 +192,16 @@ pub struct Jobs {
     config: JobsConfig,
     sched: Arc<SchedShared>,
     started: AtomicBool,
+    stats: std::sync::Mutex<BTreeMap<String, WorkerStats>>,
+}
+
+/// Executions per worker type since the server started (for metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    pub done: u64,
+    pub errored: u64,
+    /// Failed executions that will be retried.
+    pub retried: u64,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -228,6 +238,7 @@ impl Jobs {
             config,
             sched: Arc::default(),
             started: AtomicBool::new(false),
+            stats: std::sync::Mutex::default(),
         }
     }
 
@@ -277,6 +288,25 @@ impl Jobs {
     /// Tickets waiting or running, per worker type (for metrics).
     pub fn pending(&self) -> Vec<(String, usize)> {
         self.broker.pending()
+    }
+
+    /// Executions per worker type since the start (for metrics).
+    pub fn stats(&self) -> Vec<(String, WorkerStats)> {
+        self.stats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+
+    pub(crate) fn count(&self, worker: &str, f: impl FnOnce(&mut WorkerStats)) {
+        f(self
+            .stats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(worker.to_owned())
+            .or_default());
     }
 
     /// Creates the job document and queues it. The worker must exist.

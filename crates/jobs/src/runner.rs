@@ -192,6 +192,7 @@ impl Jobs {
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "job done"
                 );
+                self.count(&job.worker, |s| s.done += 1);
                 job.state = JobState::Done;
                 job.error = None;
                 job.finished_at = Some(now_rfc3339());
@@ -199,6 +200,7 @@ impl Jobs {
             Err(e) if e.retry && ticket.attempts < max => {
                 let delay = self.backoff(ticket.attempts);
                 tracing::warn!(error = %e.message, retry_in_ms = delay.as_millis() as u64, "job failed, will retry");
+                self.count(&job.worker, |s| s.retried += 1);
                 job.state = JobState::Queued;
                 job.error = Some(e.message);
                 drop(_enter);
@@ -213,6 +215,7 @@ impl Jobs {
             }
             Err(e) => {
                 tracing::warn!(error = %e.message, "job errored");
+                self.count(&job.worker, |s| s.errored += 1);
                 job.state = JobState::Errored;
                 job.error = Some(e.message);
                 job.finished_at = Some(now_rfc3339());

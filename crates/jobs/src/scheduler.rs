@@ -330,34 +330,54 @@ impl Jobs {
         let Some(mut entry) = self.sched.state().entries.get(key).cloned() else {
             return;
         };
-        let trigger = match self.entry_trigger(&entry).await {
-            Some(t) => t,
-            None => {
+        let inst = match self.instances().get_str(&entry.domain).await {
+            Ok(i) => i,
+            Err(hearth_instances::InstanceError::NotFound) => {
                 self.drop_entry(key).await;
                 return;
             }
-        };
-        if let Ok(inst) = self.instances().get_str(&entry.domain).await {
-            let req = JobRequest {
-                worker: trigger.worker.clone(),
-                message: trigger.message.clone(),
-                options: trigger.options.clone(),
-                trigger_id: Some(trigger.id.clone()),
-                ..Default::default()
-            };
-            match self.push(&inst, req).await {
-                Ok(job) => {
-                    tracing::info!(domain = %entry.domain, trigger = %trigger.id, job = %job.id, "trigger fired")
-                }
-                Err(e) => {
-                    tracing::error!(domain = %entry.domain, trigger = %trigger.id, error = %e, "trigger could not push its job")
-                }
-            }
-            if matches!(entry.schedule, Schedule::At(_) | Schedule::In(_)) {
-                // One-shot triggers go away once fired, as in the Cozy stack.
-                let _ = self.delete_trigger(&inst, &trigger.id).await;
+            Err(e) => {
+                tracing::error!(domain = %entry.domain, error = %e, "cannot load the instance of a trigger; trying again in a minute");
+                entry.next_at = Some(now_ms() + 60_000);
+                self.sched.insert(entry);
                 return;
             }
+        };
+        let trigger = match self.entry_trigger(&entry).await {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                self.drop_entry(key).await;
+                return;
+            }
+            Err(e) => {
+                tracing::error!(domain = %entry.domain, error = %e, "cannot load a trigger; trying again in a minute");
+                entry.next_at = Some(now_ms() + 60_000);
+                self.sched.insert(entry);
+                return;
+            }
+        };
+        let req = JobRequest {
+            worker: trigger.worker.clone(),
+            message: trigger.message.clone(),
+            options: trigger.options.clone(),
+            trigger_id: Some(trigger.id.clone()),
+            ..Default::default()
+        };
+        match self.push(&inst, req).await {
+            Ok(job) => {
+                tracing::info!(domain = %entry.domain, trigger = %trigger.id, job = %job.id, "trigger fired")
+            }
+            Err(e) => {
+                tracing::error!(domain = %entry.domain, trigger = %trigger.id, error = %e, "trigger could not push its job")
+            }
+        }
+        if matches!(entry.schedule, Schedule::At(_) | Schedule::In(_)) {
+            // One-shot triggers go away once fired, as in the Cozy stack.
+            if let Err(e) = self.delete_trigger(&inst, &trigger.id).await {
+                tracing::error!(trigger = %trigger.id, error = %e, "cannot remove a fired one-shot trigger");
+                self.drop_entry(key).await;
+            }
+            return;
         }
         entry.next_at = next_firing(&entry.schedule, &entry.trigger_id, now_ms());
         if let Err(e) = self.save_entry(&mut entry).await {
@@ -366,8 +386,9 @@ impl Jobs {
         self.sched.insert(entry);
     }
 
-    async fn entry_trigger(&self, entry: &Entry) -> Option<Trigger> {
-        let doc = self
+    /// The trigger document of an entry; `None` when it is gone.
+    async fn entry_trigger(&self, entry: &Entry) -> JobsResult<Option<Trigger>> {
+        match self
             .instance_store()
             .get(
                 &entry.instance,
@@ -376,8 +397,11 @@ impl Jobs {
                 GetOptions::default(),
             )
             .await
-            .ok()?;
-        Trigger::from_doc(doc).ok()
+        {
+            Ok(doc) => Ok(Trigger::from_doc(doc).ok()),
+            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn event_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Arc<Event>>) {
@@ -472,8 +496,13 @@ impl Jobs {
     }
 
     async fn fire_event(&self, inst: &Instance, entry: &Entry, event: Value) {
-        let Some(trigger) = self.entry_trigger(entry).await else {
-            return;
+        let trigger = match self.entry_trigger(entry).await {
+            Ok(Some(t)) => t,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(trigger = %entry.trigger_id, error = %e, "cannot load an @event trigger");
+                return;
+            }
         };
         let req = JobRequest {
             worker: trigger.worker.clone(),

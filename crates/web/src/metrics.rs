@@ -83,6 +83,23 @@ pub(crate) async fn get_metrics(State(state): State<AppState>) -> Response {
         );
         let _ = writeln!(out, "hearth_instances {n}");
     }
+    out.push_str("# HELP hearth_jobs_pending Jobs queued or running, by worker type.\n# TYPE hearth_jobs_pending gauge\n");
+    for (worker, n) in state.jobs.pending() {
+        let _ = writeln!(out, "hearth_jobs_pending{{worker=\"{worker}\"}} {n}");
+    }
+    out.push_str("# HELP hearth_jobs_executions_total Job executions since the start, by worker type and outcome.\n# TYPE hearth_jobs_executions_total counter\n");
+    for (worker, s) in state.jobs.stats() {
+        for (outcome, n) in [
+            ("done", s.done),
+            ("errored", s.errored),
+            ("retried", s.retried),
+        ] {
+            let _ = writeln!(
+                out,
+                "hearth_jobs_executions_total{{worker=\"{worker}\",outcome=\"{outcome}\"}} {n}"
+            );
+        }
+    }
     out.push_str("# HELP process_resident_memory_bytes Resident memory of the server.\n# TYPE process_resident_memory_bytes gauge\n");
     let _ = writeln!(out, "process_resident_memory_bytes {}", resident_bytes());
     (

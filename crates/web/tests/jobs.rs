@@ -181,6 +181,12 @@ async fn a_pushed_job_runs_and_reports_its_state() {
     let res = a.call(Method::GET, "/jobs/queue/log", Value::Null).await;
     assert_eq!(res.status, StatusCode::OK);
     assert_eq!(res.json()["meta"]["count"], 0);
+    // The operator sees it in the metrics.
+    let metrics = e.admin(Method::GET, "/metrics", "").await.text();
+    assert!(
+        metrics.contains("hearth_jobs_executions_total{worker=\"log\",outcome=\"done\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -720,4 +726,52 @@ async fn a_failing_job_retries_then_reports_its_error() {
         .await;
     let id = res.json()["data"]["id"].as_str().unwrap().to_owned();
     assert_eq!(a.finished(&id).await["attributes"]["state"], "done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_state_changes_reach_the_realtime_websocket() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let (e, _smtp) = env().await;
+    let a = client(&e, "a.localhost", "").await;
+    let mut req = format!("ws://{}/realtime/", e.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("host", "a.localhost".parse().unwrap());
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        "io.cozy.websocket".parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    for frame in [
+        json!({"method": "AUTH", "payload": a.token}),
+        json!({"method": "SUBSCRIBE", "payload": {"type": "io.cozy.jobs"}}),
+    ] {
+        ws.send(Message::text(frame.to_string())).await.unwrap();
+    }
+    // The subscription has no ack: give it a moment to be registered.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let res = a.push("log", json!({}), Value::Null).await;
+    let id = res.json()["data"]["id"].as_str().unwrap().to_owned();
+    let mut states = Vec::new();
+    while !states.contains(&"done".to_owned()) {
+        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("an event")
+            .unwrap()
+            .unwrap();
+        let event: Value = serde_json::from_str(frame.to_text().unwrap()).unwrap();
+        assert_eq!(event["payload"]["type"], "io.cozy.jobs");
+        assert_eq!(event["payload"]["id"], id.as_str());
+        states.push(
+            event["payload"]["doc"]["state"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(states, ["queued", "running", "done"]);
 }

@@ -27,7 +27,10 @@ pub struct Env {
     pub public: Router,
     pub admin: Router,
     pub state: AppState,
+    /// The public server, also served on this loopback address (websockets).
+    pub addr: std::net::SocketAddr,
     pub dir: tempfile::TempDir,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
 /// A server whose state is built by `configure` (jobs settings, mailer…), with its
@@ -53,11 +56,20 @@ pub async fn started_env(configure: impl FnOnce(AppState) -> AppState) -> Env {
         AppState::new(store, instances).with_admin_auth(AdminAuth::new(Some(PASS.into()), vec![])),
     );
     state.start().await.unwrap();
+    let public = hearth_web::router(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(hearth_web::serve(listener, public.clone(), async {
+        let _ = rx.await;
+    }));
     Env {
-        public: hearth_web::router(state.clone()),
+        public,
         admin: hearth_web::admin_router(state.clone()),
         state,
+        addr,
         dir,
+        _shutdown: tx,
     }
 }
 
