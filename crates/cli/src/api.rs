@@ -276,6 +276,43 @@ impl AdminClient {
         self.send(Method::Get, &url)?.json(200)
     }
 
+    /// `POST /instances/<domain>/jobs/queue/<worker>[?wait=true]` with `arguments` (raw
+    /// JSON) as the body: 202 with the job, once it is done or errored when `wait`.
+    pub fn push_job(
+        &self,
+        domain: &str,
+        worker: &str,
+        arguments: &str,
+        wait: bool,
+    ) -> Result<Job, ApiError> {
+        let path = instance_path(domain, &format!("/jobs/queue/{}", encode_component(worker)));
+        let query = if wait {
+            vec![("wait", "true".to_owned())]
+        } else {
+            Vec::new()
+        };
+        let url = self.admin_url(&path, &query);
+        self.send_json(Method::Post, &url, Some(arguments))?
+            .json(202)
+    }
+
+    /// `GET /instances/<domain>/triggers`: the trigger documents, each with its
+    /// `current_state`, as the server sent them.
+    pub fn list_triggers(&self, domain: &str) -> Result<Vec<Map<String, Value>>, ApiError> {
+        let url = self.admin_url(&instance_path(domain, "/triggers"), &[]);
+        self.send(Method::Get, &url)?.json(200)
+    }
+
+    /// `POST /instances/<domain>/triggers/<id>/launch`: 201 with the job pushed.
+    pub fn launch_trigger(&self, domain: &str, id: &str) -> Result<Job, ApiError> {
+        let path = instance_path(
+            domain,
+            &format!("/triggers/{}/launch", encode_component(id)),
+        );
+        let url = self.admin_url(&path, &[]);
+        self.send(Method::Post, &url)?.json(201)
+    }
+
     /// `PUT /settings/passphrase` on the public server, as the instance `domain`, with a
     /// `cli` token carrying the `io.cozy.settings` scope: 204 when changed.
     pub fn set_passphrase(
@@ -302,13 +339,23 @@ impl AdminClient {
     }
 
     fn send(&self, method: Method, url: &str) -> Result<Answer, ApiError> {
+        self.send_json(method, url, None)
+    }
+
+    /// An admin request, with a JSON body when there is one.
+    fn send_json(
+        &self,
+        method: Method,
+        url: &str,
+        json_body: Option<&str>,
+    ) -> Result<Answer, ApiError> {
         let request = Request {
             method,
             url,
             service: Service::Admin,
             host: None,
             authorization: self.authorization()?.to_owned(),
-            json_body: None,
+            json_body,
         };
         self.execute(&request)
     }
@@ -963,6 +1010,34 @@ pub struct Created {
     pub instance: Instance,
     /// Slugs of the `--apps` the server could not install.
     pub apps_not_installed: Vec<String>,
+}
+
+/// An `io.cozy.jobs` document as the admin API sent it (`_id`, `domain`, `worker`,
+/// `message`, `state`, `queued_at`, `started_at`, `finished_at`, `error`…), its fields
+/// kept in their order for printing.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub struct Job(pub Map<String, Value>);
+
+impl Job {
+    fn text(&self, name: &str) -> Option<&str> {
+        self.0.get(name).and_then(Value::as_str)
+    }
+
+    /// `_id`, empty if missing.
+    pub fn id(&self) -> &str {
+        self.text("_id").unwrap_or_default()
+    }
+
+    /// `queued`, `running`, `done` or `errored`; empty if missing.
+    pub fn state(&self) -> &str {
+        self.text("state").unwrap_or_default()
+    }
+
+    /// Why the job errored, when it did and the server said.
+    pub fn error(&self) -> Option<&str> {
+        self.text("error").filter(|e| !e.is_empty())
+    }
 }
 
 /// An OAuth client as the server sent it (`client_id`, `client_secret`, …).

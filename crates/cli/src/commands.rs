@@ -132,6 +132,64 @@ pub enum CheckCommand {
     Fs(FsckArgs),
 }
 
+/// `hearth jobs`: background jobs of an instance, through the admin API.
+#[derive(Debug, Clone, Args)]
+pub struct JobsArgs {
+    #[command(flatten)]
+    pub instance: InstanceFlag,
+    #[command(flatten)]
+    pub globals: GlobalArgs,
+    #[command(subcommand)]
+    pub command: JobsCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum JobsCommand {
+    /// Push a job and wait for its end: prints the job as JSON; exits 1 if it errored
+    #[command(visible_aliases = ["launch", "push"])]
+    Run(JobsRunArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct JobsRunArgs {
+    /// The worker type: log, sendmail, thumbnail, trash-files, clean-sessions…
+    pub worker: String,
+    /// The job's arguments, as raw JSON [default: {}]
+    #[arg(long, value_name = "JSON")]
+    pub json: Option<String>,
+}
+
+/// `hearth triggers`: the triggers of an instance, through the admin API.
+#[derive(Debug, Clone, Args)]
+pub struct TriggersArgs {
+    #[command(flatten)]
+    pub instance: InstanceFlag,
+    #[command(flatten)]
+    pub globals: GlobalArgs,
+    #[command(subcommand)]
+    pub command: TriggersCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum TriggersCommand {
+    /// Print the triggers, with their state, as a JSON array
+    #[command(visible_alias = "list")]
+    Ls,
+    /// Run the job of a trigger now and print the job as JSON
+    Launch {
+        /// The trigger's id
+        trigger_id: String,
+    },
+}
+
+/// The instance a `jobs` or `triggers` command works on.
+#[derive(Debug, Clone, Default, Args)]
+pub struct InstanceFlag {
+    /// Domain of the instance [env: HEARTH_DOMAIN, COZY_DOMAIN]
+    #[arg(long, global = true, value_name = "DOMAIN")]
+    pub domain: Option<String>,
+}
+
 /// The arguments of `check fs` and of the deprecated `instances fsck`.
 #[derive(Debug, Clone, Args)]
 pub struct FsckArgs {

@@ -1,10 +1,12 @@
-//! `hearth instances …` (alias `instance`): instance management from the command line, as
-//! an HTTP client of the admin API (spec instances 6). The client holds little logic:
-//! it checks what it can without the server (domain characters, sizes, flags), sends one
-//! typed request per command (`api`), and prints the answer (`output`).
+//! `hearth instances …` (alias `instance`), `hearth check`, `hearth jobs` and `hearth
+//! triggers`: instance management from the command line, as an HTTP client of the admin
+//! API (spec instances 6). The client holds little logic: it checks what it can without
+//! the server (domain characters, sizes, flags, JSON), sends one typed request per
+//! command (`api`), and prints the answer (`output`).
 //!
-//! `main.rs` of the `hearth` binary embeds [`InstancesArgs`] in its clap tree and calls
-//! [`run`].
+//! `main.rs` of the `hearth` binary embeds [`InstancesArgs`], [`CheckArgs`],
+//! [`JobsArgs`] and [`TriggersArgs`] in its clap tree and calls [`run`], [`run_check`],
+//! [`run_jobs`] and [`run_triggers`].
 
 pub mod api;
 pub mod commands;
@@ -15,9 +17,12 @@ pub mod size;
 use std::io::{self, IsTerminal};
 use std::process::ExitCode;
 
-pub use api::{AdminClient, ApiError, Endpoints, PassphraseSource};
-pub use commands::{CheckArgs, CheckCommand, GlobalArgs, InstancesArgs, InstancesCommand};
-pub use run::{Io, execute, execute_check};
+pub use api::{AdminClient, ApiError, Endpoints, Job, PassphraseSource};
+pub use commands::{
+    CheckArgs, CheckCommand, GlobalArgs, InstanceFlag, InstancesArgs, InstancesCommand, JobsArgs,
+    JobsCommand, TriggersArgs, TriggersCommand,
+};
+pub use run::{Io, execute, execute_check, execute_jobs, execute_triggers};
 
 /// Runs one `hearth instances` command with the process's environment, standard
 /// streams and terminal. Errors are printed as `Error: …` on stderr; the exit status is
@@ -33,6 +38,23 @@ pub fn run(args: InstancesArgs) -> ExitCode {
 pub fn run_check(args: CheckArgs) -> ExitCode {
     with_process(&args.globals, |settings, io| {
         execute_check(&args.command, settings, io)
+    })
+}
+
+/// Runs one `hearth jobs` command, like [`run`]: exit status 0 when the job is done, 1
+/// when it errored or the request failed, 2 for a bad setting, flag or `--json`
+/// (nothing is sent then).
+pub fn run_jobs(args: JobsArgs) -> ExitCode {
+    with_process(&args.globals, |settings, io| {
+        execute_jobs(&args.command, args.instance.domain.as_deref(), settings, io)
+    })
+}
+
+/// Runs one `hearth triggers` command, like [`run`]: exit status 0, 1 on failure, 2
+/// for a bad setting or flag.
+pub fn run_triggers(args: TriggersArgs) -> ExitCode {
+    with_process(&args.globals, |settings, io| {
+        execute_triggers(&args.command, args.instance.domain.as_deref(), settings, io)
     })
 }
 
@@ -68,6 +90,9 @@ pub struct Settings {
     pub passphrase: PassphraseSource,
     /// `HEARTH_DISABLE_INSTANCES_ADD_RM` (or `COZY_…`): why `add` and `destroy` refuse.
     pub add_rm_disabled: Option<String>,
+    /// `HEARTH_DOMAIN` (or `COZY_DOMAIN`): the instance of `jobs` and `triggers` when
+    /// `--domain` is not given.
+    pub domain: Option<String>,
 }
 
 impl Settings {
@@ -130,6 +155,7 @@ impl Settings {
                 "COZY_DISABLE_INSTANCES_ADD_RM",
             ])
             .map(|(_, v)| v),
+            domain: var(&["HEARTH_DOMAIN", "COZY_DOMAIN"]).map(|(_, v)| v.trim().to_owned()),
         })
     }
 
@@ -175,6 +201,7 @@ mod tests {
                 port: 8080,
                 passphrase: PassphraseSource::Missing,
                 add_rm_disabled: None,
+                domain: None,
             }
         );
         assert_eq!(s.endpoints().admin, "http://localhost:6060");
@@ -195,12 +222,22 @@ mod tests {
             ("COZY_ADMIN_PASSWORD", "pw"),
             ("COZY_ADMIN_PASSPHRASE", "cozy-pass"),
             ("HEARTH_ADMIN_PASSPHRASE", ""),
+            ("COZY_DOMAIN", "cozy.example"),
+            ("HEARTH_DOMAIN", " "),
         ];
         let s = resolve(GlobalArgs::default(), &vars, true).expect("settings");
         assert_eq!(
             (s.admin_host.as_str(), s.admin_port, s.host.as_str(), s.port),
             ("cozy-admin", 2222, "hearth-host", 3333)
         );
+        assert_eq!(s.domain.as_deref(), Some("cozy.example"));
+        let d = resolve(
+            GlobalArgs::default(),
+            &[("HEARTH_DOMAIN", "h.example"), ("COZY_DOMAIN", "c.example")],
+            false,
+        )
+        .expect("settings");
+        assert_eq!(d.domain.as_deref(), Some("h.example"));
         assert_eq!(s.passphrase, PassphraseSource::Given("cozy-pass".into()));
 
         let flags = GlobalArgs {

@@ -1,11 +1,11 @@
 //! What the commands print, as pure functions of the admin API's answers (spec instances
-//! 6.2, 6.3): the `ls` table, `--fields`, `--json`, `show`, `add`'s report, tokens and
-//! OAuth clients. Every function returns the text, newline included.
+//! 6.2, 6.3): the `ls` table, `--fields`, `--json`, `show`, `add`'s report, tokens,
+//! OAuth clients, jobs and triggers. Every function returns the text, newline included.
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::api::{Created, Instance, InstanceAttributes, OAuthClient};
+use crate::api::{Created, Instance, InstanceAttributes, Job, OAuthClient};
 use crate::size::format_size;
 
 /// The attributes `show`, `modify`, `ls --json` and `--fields` know, in their order
@@ -345,6 +345,17 @@ pub fn oauth_client(client: &OAuthClient, whole: bool) -> Result<String, String>
 /// `find-oauth-client`: the client, indented.
 pub fn found_oauth_client(client: &OAuthClient) -> String {
     pretty(&Value::Object(client.clone()), b"  ")
+}
+
+/// `jobs run`, `triggers launch`: the job document, indented by two spaces.
+pub fn job(job: &Job) -> String {
+    pretty(&Value::Object(job.0.clone()), b"  ")
+}
+
+/// `triggers ls`: the trigger documents as one indented JSON array (`[]` for none).
+pub fn triggers(triggers: &[Map<String, Value>]) -> String {
+    let list = triggers.iter().cloned().map(Value::Object).collect();
+    pretty(&Value::Array(list), b"  ")
 }
 
 /// JSON with the given indentation and a final newline.

@@ -4,7 +4,10 @@
 use std::io::{BufRead, Write};
 
 use crate::api::{AdminClient, Audience, TokenRequest};
-use crate::commands::{CheckCommand, FsckArgs, InstancesCommand, quota_param};
+use crate::commands::{
+    CheckCommand, FsckArgs, InstancesCommand, JobsCommand, JobsRunArgs, TriggersCommand,
+    quota_param,
+};
 use crate::{Settings, check_domain, output};
 
 /// The streams of a command: what it prints, its errors, and where `destroy` reads the
@@ -16,10 +19,12 @@ pub struct Io<'a> {
 }
 
 /// A failed command: an optional line saying what failed, then `Error: <message>`
-/// (nothing when the message is empty: the command already said why).
+/// (nothing when the message is empty: the command already said why), and its exit
+/// status.
 struct Failure {
     context: Option<String>,
     message: String,
+    status: u8,
 }
 
 impl Failure {
@@ -32,6 +37,15 @@ impl Failure {
         Self {
             context: None,
             message: message.to_string(),
+            status: 1,
+        }
+    }
+
+    /// A bad flag or argument, found before any request: exit 2.
+    fn usage(message: impl ToString) -> Self {
+        Self {
+            status: 2,
+            ..Self::new(message)
         }
     }
 
@@ -39,6 +53,7 @@ impl Failure {
         move |err| Self {
             context: Some(context),
             message: err.to_string(),
+            status: 1,
         }
     }
 }
@@ -60,6 +75,95 @@ pub fn execute_check(command: &CheckCommand, settings: &Settings, io: &mut Io<'_
     status(outcome, io)
 }
 
+/// Runs a `hearth jobs` command on the instance `domain` (the `--domain` flag, else
+/// the settings') and returns its exit status: 0 when the job is done, 1 when it
+/// errored or the request failed, 2 for a missing or bad domain or `--json` (nothing is
+/// sent then).
+pub fn execute_jobs(
+    command: &JobsCommand,
+    domain: Option<&str>,
+    settings: &Settings,
+    io: &mut Io<'_>,
+) -> u8 {
+    let client = AdminClient::new(settings.endpoints(), settings.passphrase.clone());
+    let outcome = instance_domain(domain, settings).and_then(|domain| match command {
+        JobsCommand::Run(args) => run_job(&client, io, &domain, args),
+    });
+    status(outcome, io)
+}
+
+/// Runs a `hearth triggers` command on the instance `domain`, like [`execute_jobs`]:
+/// 0, 1 when the request failed, 2 for a missing or bad domain.
+pub fn execute_triggers(
+    command: &TriggersCommand,
+    domain: Option<&str>,
+    settings: &Settings,
+    io: &mut Io<'_>,
+) -> u8 {
+    let client = AdminClient::new(settings.endpoints(), settings.passphrase.clone());
+    let outcome = instance_domain(domain, settings).and_then(|domain| match command {
+        TriggersCommand::Ls => {
+            let triggers = client.list_triggers(&domain).map_err(Failure::new)?;
+            print(io, &output::triggers(&triggers))
+        }
+        TriggersCommand::Launch { trigger_id } => {
+            if trigger_id.trim().is_empty() {
+                return Err(Failure::usage("the trigger id is empty"));
+            }
+            let job = client
+                .launch_trigger(&domain, trigger_id)
+                .map_err(Failure::new)?;
+            print(io, &output::job(&job))
+        }
+    });
+    status(outcome, io)
+}
+
+/// The domain of a `jobs` or `triggers` command: the flag, else `HEARTH_DOMAIN` or
+/// `COZY_DOMAIN`, checked like the other commands' domains.
+fn instance_domain(flag: Option<&str>, settings: &Settings) -> Result<String, Failure> {
+    let domain = flag
+        .or(settings.domain.as_deref())
+        .ok_or_else(|| Failure::usage("missing --domain flag, or HEARTH_DOMAIN variable"))?;
+    check_domain(domain).map_err(Failure::usage)?;
+    Ok(domain.to_owned())
+}
+
+/// `jobs run`: pushes the job, waits for its end, prints it; fails unless it is done.
+fn run_job(
+    client: &AdminClient,
+    io: &mut Io<'_>,
+    domain: &str,
+    args: &JobsRunArgs,
+) -> Result<(), Failure> {
+    if args.worker.trim().is_empty() {
+        return Err(Failure::usage("the worker type is empty"));
+    }
+    let arguments = match &args.json {
+        Some(text) => {
+            serde_json::from_str::<serde_json::Value>(text)
+                .map_err(|e| Failure::usage(format!("--json is not valid JSON: {e}")))?;
+            text.as_str()
+        }
+        None => "{}",
+    };
+    let job = client
+        .push_job(domain, &args.worker, arguments, true)
+        .map_err(Failure::new)?;
+    print(io, &output::job(&job))?;
+    match job.state() {
+        "done" => Ok(()),
+        "errored" => Err(Failure::new(format!(
+            "the job errored: {}",
+            job.error().unwrap_or("no reason given")
+        ))),
+        state => Err(Failure::new(format!(
+            "the job {} is still {state}: the server stopped waiting for it",
+            job.id()
+        ))),
+    }
+}
+
 fn status(outcome: Result<(), Failure>, io: &mut Io<'_>) -> u8 {
     match outcome {
         Ok(()) => 0,
@@ -70,7 +174,7 @@ fn status(outcome: Result<(), Failure>, io: &mut Io<'_>) -> u8 {
             if !failure.message.is_empty() {
                 let _ = writeln!(io.err, "Error: {}", failure.message);
             }
-            1
+            failure.status
         }
     }
 }
@@ -481,6 +585,7 @@ mod tests {
             port,
             passphrase: PassphraseSource::Given("s3cret".into()),
             add_rm_disabled: None,
+            domain: None,
         }
     }
 
@@ -897,6 +1002,204 @@ mod tests {
         assert_eq!(
             put.body,
             r#"{"new_passphrase":"n3w pass+word","force":true}"#
+        );
+    }
+
+    #[derive(Debug, Parser)]
+    struct JobsTest {
+        #[command(flatten)]
+        args: crate::JobsArgs,
+    }
+
+    #[derive(Debug, Parser)]
+    struct TriggersTest {
+        #[command(flatten)]
+        args: crate::TriggersArgs,
+    }
+
+    /// Runs `hearth jobs <args>` or `hearth triggers <args>`: (status, stdout, stderr).
+    fn cli_group(settings: &Settings, group: &str, args: &[&str]) -> (u8, String, String) {
+        let argv = std::iter::once(group).chain(args.iter().copied());
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut input: &[u8] = b"";
+        let mut io = Io {
+            out: &mut out,
+            err: &mut err,
+            input: &mut input,
+        };
+        let status = if group == "jobs" {
+            let parsed = JobsTest::try_parse_from(argv).expect("arguments");
+            let domain = parsed.args.instance.domain.as_deref();
+            execute_jobs(&parsed.args.command, domain, settings, &mut io)
+        } else {
+            let parsed = TriggersTest::try_parse_from(argv).expect("arguments");
+            let domain = parsed.args.instance.domain.as_deref();
+            execute_triggers(&parsed.args.command, domain, settings, &mut io)
+        };
+        (
+            status,
+            String::from_utf8_lossy(&out).into_owned(),
+            String::from_utf8_lossy(&err).into_owned(),
+        )
+    }
+
+    const JOB_DONE: &str = r#"{"_id":"j1","domain":"a.example:8080","worker":"log","message":{"hello":"world"},"state":"done","queued_at":"2025-01-01T00:00:00Z","finished_at":"2025-01-01T00:00:01Z"}"#;
+
+    #[test]
+    fn jobs_run_waits_and_prints_the_job() {
+        let (port, seen) = stand_in(vec![(202, JSONAPI, JOB_DONE.into())]);
+        let (status, out, err) = cli_group(
+            &settings(port, 1),
+            "jobs",
+            // The flags between the positional arguments, as clap allows.
+            &[
+                "run",
+                "--domain",
+                "a.example:8080",
+                "log",
+                "--json",
+                r#"{"hello": "world"}"#,
+            ],
+        );
+        assert_eq!((status, err.as_str()), (0, ""));
+        assert_eq!(
+            out,
+            "{\n  \"_id\": \"j1\",\n  \"domain\": \"a.example:8080\",\n  \"worker\": \"log\",\n  \
+             \"message\": {\n    \"hello\": \"world\"\n  },\n  \"state\": \"done\",\n  \
+             \"queued_at\": \"2025-01-01T00:00:00Z\",\n  \"finished_at\": \"2025-01-01T00:00:01Z\"\n}\n"
+        );
+        let request = seen.recv().expect("request");
+        assert_eq!(
+            request.line,
+            "POST /instances/a.example%3A8080/jobs/queue/log?wait=true"
+        );
+        assert_eq!(request.header("content-type"), Some("application/json"));
+        assert_eq!(request.header("authorization"), Some("Basic OnMzY3JldA=="));
+        // The arguments as typed.
+        assert_eq!(request.body, r#"{"hello": "world"}"#);
+    }
+
+    #[test]
+    fn jobs_run_without_json_sends_an_empty_object() {
+        let (port, seen) = stand_in(vec![(202, JSONAPI, JOB_DONE.into())]);
+        let s = Settings {
+            domain: Some("env.example".into()),
+            ..settings(port, 1)
+        };
+        let (status, _, err) = cli_group(&s, "jobs", &["push", "clean-sessions"]);
+        assert_eq!((status, err.as_str()), (0, ""));
+        let request = seen.recv().expect("request");
+        assert_eq!(
+            request.line,
+            "POST /instances/env.example/jobs/queue/clean-sessions?wait=true"
+        );
+        assert_eq!(request.body, "{}");
+    }
+
+    #[test]
+    fn jobs_run_errored_exits_1() {
+        let body =
+            r#"{"_id":"j2","worker":"sendmail","state":"errored","error":"451 4.3.0 try later"}"#;
+        let (port, _seen) = stand_in(vec![(202, JSONAPI, body.into())]);
+        let (status, out, err) = cli_group(
+            &settings(port, 1),
+            "jobs",
+            &["run", "sendmail", "--domain", "a.example"],
+        );
+        assert_eq!(status, 1);
+        assert!(out.contains("\"state\": \"errored\""), "{out}");
+        assert_eq!(err, "Error: the job errored: 451 4.3.0 try later\n");
+
+        let body = r#"{"_id":"j3","worker":"sendmail","state":"running"}"#;
+        let (port, _seen) = stand_in(vec![(202, JSONAPI, body.into())]);
+        let (status, _, err) = cli_group(
+            &settings(port, 1),
+            "jobs",
+            &["run", "sendmail", "--domain", "a.example"],
+        );
+        assert_eq!(status, 1);
+        assert_eq!(
+            err,
+            "Error: the job j3 is still running: the server stopped waiting for it\n"
+        );
+    }
+
+    #[test]
+    fn jobs_run_unknown_worker() {
+        let body =
+            r#"{"errors":[{"status":"404","title":"Not Found","detail":"unknown worker nope"}]}"#;
+        let (port, _seen) = stand_in(vec![(404, JSONAPI, body.into())]);
+        let (status, out, err) = cli_group(
+            &settings(port, 1),
+            "jobs",
+            &["run", "nope", "--domain", "a.example"],
+        );
+        assert_eq!((status, out.as_str()), (1, ""));
+        assert_eq!(err, "Error: Not Found: unknown worker nope\n");
+    }
+
+    #[test]
+    fn jobs_and_triggers_refuse_bad_input_before_any_request() {
+        // Nothing listens: a request would fail with status 1.
+        let s = settings(closed_port(), closed_port());
+        let (status, out, err) = cli_group(
+            &s,
+            "jobs",
+            &["run", "log", "--domain", "a.example", "--json", "{bad"],
+        );
+        assert_eq!((status, out.as_str()), (2, ""));
+        assert!(
+            err.starts_with("Error: --json is not valid JSON: "),
+            "{err}"
+        );
+        let (status, _, err) = cli_group(&s, "jobs", &["run", "log", "--json", "{}"]);
+        assert_eq!(status, 2);
+        assert_eq!(
+            err,
+            "Error: missing --domain flag, or HEARTH_DOMAIN variable\n"
+        );
+        let (status, _, err) = cli_group(&s, "triggers", &["ls", "--domain", "a b"]);
+        assert_eq!(status, 2);
+        assert_eq!(err, "Error: Invalid domain: a b\n");
+        let (status, _, err) = cli_group(&s, "triggers", &["launch", "--domain", "a.example", ""]);
+        assert_eq!(status, 2);
+        assert_eq!(err, "Error: the trigger id is empty\n");
+    }
+
+    #[test]
+    fn triggers_ls_and_launch() {
+        let list = r#"[{"_id":"t1","type":"@cron","arguments":"0 0 0 * * *","worker":"log","current_state":{"status":"queued"}}]"#;
+        let (port, seen) = stand_in(vec![
+            (200, JSONAPI, list.into()),
+            (200, JSONAPI, "[]".into()),
+            (
+                201,
+                JSONAPI,
+                r#"{"_id":"j9","worker":"log","trigger_id":"t1","state":"queued"}"#.into(),
+            ),
+        ]);
+        let s = settings(port, 1);
+        let (status, out, err) = cli_group(&s, "triggers", &["ls", "--domain", "a.example"]);
+        assert_eq!((status, err.as_str()), (0, ""));
+        assert_eq!(
+            out,
+            "[\n  {\n    \"_id\": \"t1\",\n    \"type\": \"@cron\",\n    \"arguments\": \"0 0 0 * * *\",\n    \
+             \"worker\": \"log\",\n    \"current_state\": {\n      \"status\": \"queued\"\n    }\n  }\n]\n"
+        );
+        assert_eq!(
+            seen.recv().expect("request").line,
+            "GET /instances/a.example/triggers"
+        );
+        let (status, out, _) = cli_group(&s, "triggers", &["--domain", "a.example", "list"]);
+        assert_eq!((status, out.as_str()), (0, "[]\n"));
+        seen.recv().expect("request");
+        let (status, out, err) =
+            cli_group(&s, "triggers", &["launch", "t1", "--domain", "a.example"]);
+        assert_eq!((status, err.as_str()), (0, ""));
+        assert!(out.contains("\"trigger_id\": \"t1\""), "{out}");
+        assert_eq!(
+            seen.recv().expect("request").line,
+            "POST /instances/a.example/triggers/t1/launch"
         );
     }
 }

@@ -48,6 +48,12 @@ enum Command {
     Instances(Box<hearth_cli::InstancesArgs>),
     /// Check the consistency of an instance through the admin API
     Check(Box<hearth_cli::CheckArgs>),
+    /// Run background jobs of an instance through the admin API
+    #[command(visible_alias = "job")]
+    Jobs(Box<hearth_cli::JobsArgs>),
+    /// List and launch the triggers of an instance through the admin API
+    #[command(visible_alias = "trigger")]
+    Triggers(Box<hearth_cli::TriggersArgs>),
 }
 
 /// Flags override the configuration file and the HEARTH_* variables.
@@ -134,5 +140,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // It prints its own errors (`Error: …`, spec instances 6.1) and picks its status.
         Command::Instances(args) => Ok(hearth_cli::run(*args)),
         Command::Check(args) => Ok(hearth_cli::run_check(*args)),
+        Command::Jobs(args) => Ok(hearth_cli::run_jobs(*args)),
+        Command::Triggers(args) => Ok(hearth_cli::run_triggers(*args)),
     }
 }

@@ -3,6 +3,7 @@
 
 mod cli;
 mod instances_cli;
+mod jobs;
 mod serve;
 
 use std::path::Path;
