@@ -3,10 +3,12 @@
 //!
 //! Run with `cargo run --release -p hearth-bench -- store [--docs N]` or
 //! `cargo run --release -p hearth-bench -- instances [--max N]` or
-//! `cargo run --release -p hearth-bench -- files [--big-mib N] [--small N]`.
+//! `cargo run --release -p hearth-bench -- files [--big-mib N] [--small N]` or
+//! `cargo run --release -p hearth-bench -- jobs [--jobs N] [--images N]`.
 
 mod files;
 mod instances;
+mod jobs;
 mod store;
 
 // The allocator Hearth itself uses, so both sides of each comparison share it.
@@ -36,7 +38,14 @@ fn main() -> anyhow::Result<()> {
             let small = flag(&args, "--small").unwrap_or(10_000);
             files::run(big, small)
         }
-        other => anyhow::bail!("unknown scenario {other:?} (known: store, instances, files)"),
+        "jobs" => {
+            let n = flag(&args, "--jobs").unwrap_or(2_000);
+            let images = flag(&args, "--images").unwrap_or(20);
+            jobs::run(n, images)
+        }
+        other => {
+            anyhow::bail!("unknown scenario {other:?} (known: store, instances, files, jobs)")
+        }
     }
 }
 
