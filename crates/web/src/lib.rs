@@ -27,6 +27,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
+use hearth_apps::{Apps, Registries};
 use hearth_instances::Instances;
 use hearth_jobs::{Jobs, JobsConfig};
 use hearth_mail::{MailConfig, Mailer};
@@ -69,7 +70,10 @@ pub struct AppState {
     pub jobs: Arc<Jobs>,
     /// Renders and sends the server's mails.
     pub mailer: Arc<Mailer>,
+    /// Installed apps and konnectors.
+    pub apps: Arc<Apps>,
     jobs_config: JobsConfig,
+    konnectors_cmd: Option<std::path::PathBuf>,
 }
 
 impl AppState {
@@ -98,8 +102,16 @@ impl AppState {
         let vfs = Arc::new(Vfs::new(store.clone(), blobs));
         let jobs_config = JobsConfig::default();
         let mailer = Arc::new(mailer);
+        let apps = Arc::new(Apps::new(
+            store.clone(),
+            instances.clone(),
+            apps_root(&instances),
+            Registries::new(),
+        ));
         Self {
-            jobs: build_jobs(&store, &instances, &vfs, &mailer, &jobs_config),
+            jobs: build_jobs(&store, &instances, &vfs, &mailer, &apps, None, &jobs_config),
+            apps,
+            konnectors_cmd: None,
             vfs,
             store,
             instances,
@@ -134,12 +146,31 @@ impl AppState {
         self.rebuild_jobs()
     }
 
+    /// Looks apps up in these registries (per context) and runs konnectors with
+    /// this command (before [`AppState::start`]).
+    pub fn with_apps(
+        mut self,
+        registries: Registries,
+        konnectors_cmd: Option<std::path::PathBuf>,
+    ) -> Self {
+        self.apps = Arc::new(Apps::new(
+            self.store.clone(),
+            self.instances.clone(),
+            apps_root(&self.instances),
+            registries,
+        ));
+        self.konnectors_cmd = konnectors_cmd;
+        self.rebuild_jobs()
+    }
+
     fn rebuild_jobs(mut self) -> Self {
         self.jobs = build_jobs(
             &self.store,
             &self.instances,
             &self.vfs,
             &self.mailer,
+            &self.apps,
+            self.konnectors_cmd.clone(),
             &self.jobs_config,
         );
         self
@@ -162,12 +193,22 @@ impl AppState {
     }
 }
 
+/// Apps are installed under `<data dir>/apps`, beside the files.
+fn apps_root(instances: &Instances) -> std::path::PathBuf {
+    instances
+        .fs_root()
+        .parent()
+        .map_or_else(|| instances.fs_root().join("apps"), |p| p.join("apps"))
+}
+
 /// The jobs service with the built-in workers.
 fn build_jobs(
     store: &Arc<dyn DocStore>,
     instances: &Arc<Instances>,
     vfs: &Arc<Vfs>,
     mailer: &Arc<Mailer>,
+    apps: &Arc<Apps>,
+    konnectors_cmd: Option<std::path::PathBuf>,
     config: &JobsConfig,
 ) -> Arc<Jobs> {
     let jobs = Jobs::new(store.clone(), instances.clone(), config.clone());
@@ -177,6 +218,8 @@ fn build_jobs(
             instances: instances.clone(),
             vfs: vfs.clone(),
             mailer: mailer.clone(),
+            apps: apps.clone(),
+            konnectors_cmd,
         },
     );
     Arc::new(jobs)

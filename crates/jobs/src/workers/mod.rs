@@ -22,6 +22,10 @@ pub struct Builtins {
     pub instances: Arc<Instances>,
     pub vfs: Arc<Vfs>,
     pub mailer: Arc<Mailer>,
+    pub apps: Arc<hearth_apps::Apps>,
+    /// The command that runs konnectors (`konnectors.cmd`); `None`: konnector jobs
+    /// fail with a clear error.
+    pub konnectors_cmd: Option<std::path::PathBuf>,
 }
 
 fn limits(
