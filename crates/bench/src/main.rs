@@ -4,7 +4,7 @@
 //! Run with `cargo run --release -p hearth-bench -- store [--docs N]` or
 //! `cargo run --release -p hearth-bench -- instances [--max N]` or
 //! `cargo run --release -p hearth-bench -- files [--big-mib N] [--small N]` or
-//! `cargo run --release -p hearth-bench -- jobs [--jobs N] [--images N]`.
+//! `cargo run --release -p hearth-bench -- jobs [--jobs N] [--images N] [--sync-normal]`.
 
 mod files;
 mod instances;
@@ -41,7 +41,9 @@ fn main() -> anyhow::Result<()> {
         "jobs" => {
             let n = flag(&args, "--jobs").unwrap_or(2_000);
             let images = flag(&args, "--images").unwrap_or(20);
-            jobs::run(n, images)
+            // `--sync-normal`: both sides with `synchronous=NORMAL` (no fsync per commit).
+            let full = !args.iter().any(|a| a == "--sync-normal");
+            jobs::run(n, images, full)
         }
         other => {
             anyhow::bail!("unknown scenario {other:?} (known: store, instances, files, jobs)")
