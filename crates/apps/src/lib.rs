@@ -1,30 +1,44 @@
-//! Apps and konnectors of an instance (CONTRACT SKELETON: the bodies are being
-//! written; the public API below is what `web` and `jobs` code against).
+//! Apps and konnectors of an instance: manifests (`manifest.rs`), sources
+//! (`source.rs`), registries (`registry.rs`, over `http.rs`), packages on disk
+//! (`archive.rs`), install/update/uninstall and their documents (`install.rs`).
 //!
 //! - [`AppKind`]: a web app (`io.cozy.apps`, `manifest.webapp`, permission type
 //!   `app`) or a konnector (`io.cozy.konnectors`, `manifest.konnector`, `konnector`).
-//! - Sources: `registry://<slug>[/<channel-or-version>]` (channel `stable` by
+//! - Sources: `registry://<slug>[/<channel>][/<version>]` (channel `stable` by
 //!   default) looked up in the registries of the instance's context, then `default`;
 //!   a registry is an HTTP base URL or a `file:///dir` holding the same paths as the
 //!   HTTP API (`<dir>/registry/<slug>/<channel>/latest`, `<dir>/registry/<slug>/<version>`);
-//!   `http(s)://…tar.gz` / `file:///….tar.gz` tarballs; `file:///dir` folders.
+//!   `http://…` tarballs (`#<sha256>` fragment checked); `file:///…` tarballs
+//!   (gzipped or not) and folders. `https://` is refused: this build has no TLS.
 //! - Files: `<root>/<domain>/<kind dir>/<slug>/` (kind dir `apps` or `konnectors`),
-//!   installed through a staging directory and a rename.
+//!   installed through a staging directory `.<slug>.staging-<hex>` and a rename.
 //! - Documents: `io.cozy.apps/<slug>` in `io.cozy.apps` (or `io.cozy.konnectors/<slug>`
-//!   in `io.cozy.konnectors`): the manifest plus `slug`, `source`, `state`, `version`,
-//!   `checksum`, `created_at`, `updated_at`; the permissions document has the id
-//!   `io.cozy.apps/<slug>` in `io.cozy.permissions` with `type` `app`/`konnector`,
-//!   `source_id` the same, and the manifest's `permissions`.
+//!   in `io.cozy.konnectors`): the manifest plus `slug`, `source`, `state` (`ready`),
+//!   `version`, `checksum`, `created_at`, `updated_at`, `permissions`; the permissions
+//!   document has the id `io.cozy.apps/<slug>` in `io.cozy.permissions` with `type`
+//!   `app`/`konnector`, `source_id` the same, and the manifest's `permissions`. Both
+//!   are written in one transaction after the files are in place, and deleted in
+//!   one transaction before the files are removed.
+//! - Changes of one app run one at a time, each in its own task.
 
-use std::collections::BTreeMap;
+mod archive;
+mod http;
+mod install;
+mod manifest;
+mod registry;
+mod source;
+
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use hearth_core::JsonMap;
 use hearth_instances::permission::PermissionSet;
 use hearth_instances::{Instance, Instances};
 use hearth_store::{DocStore, StoreError};
 use serde_json::Value;
+
+pub use manifest::{FORBIDDEN_DOCTYPES, validate_slug};
 
 /// A web app or a konnector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -144,6 +158,8 @@ pub struct Apps {
     instances: Arc<Instances>,
     root: PathBuf,
     registries: Registries,
+    /// One lock per app of an instance: operations on a slug run one at a time.
+    locks: SlugLocks,
 }
 
 impl Apps {
@@ -159,7 +175,33 @@ impl Apps {
             instances,
             root,
             registries,
+            locks: SlugLocks::default(),
         }
+    }
+
+    /// The instances service this one was built with.
+    pub fn instances(&self) -> &Arc<Instances> {
+        &self.instances
+    }
+
+    /// The registries of an instance, in search order: its context's, then
+    /// `default`'s.
+    pub fn registries_for(&self, inst: &Instance) -> Vec<String> {
+        let context = inst
+            .context
+            .as_deref()
+            .filter(|c| !c.is_empty() && *c != "default");
+        let mut out: Vec<String> = Vec::new();
+        let lists = context
+            .and_then(|c| self.registries.get(c))
+            .into_iter()
+            .chain(self.registries.get("default"));
+        for base in lists.flatten() {
+            if !out.contains(base) {
+                out.push(base.clone());
+            }
+        }
+        out
     }
 
     /// Where an installed app's files are.
@@ -179,16 +221,9 @@ impl Apps {
         slug: &str,
         source: Option<&str>,
     ) -> AppsResult<InstalledApp> {
-        let _ = (
-            &self.store,
-            &self.instances,
-            &self.registries,
-            inst,
-            kind,
-            slug,
-            source,
-        );
-        Err(AppsError::Fetch("not implemented yet".into()))
+        let source = source.map(str::to_owned);
+        self.run(inst, kind, slug, move |op| install::install(op, source))
+            .await
     }
 
     /// Updates to the latest version of its source (or `source` when given).
@@ -199,8 +234,9 @@ impl Apps {
         slug: &str,
         source: Option<&str>,
     ) -> AppsResult<InstalledApp> {
-        let _ = (inst, kind, slug, source);
-        Err(AppsError::Fetch("not implemented yet".into()))
+        let source = source.map(str::to_owned);
+        self.run(inst, kind, slug, move |op| install::update(op, source))
+            .await
     }
 
     /// Removes the app's files, document and permissions (and its triggers' documents
@@ -211,8 +247,7 @@ impl Apps {
         kind: AppKind,
         slug: &str,
     ) -> AppsResult<InstalledApp> {
-        let _ = (inst, kind, slug);
-        Err(AppsError::NotInstalled)
+        self.run(inst, kind, slug, install::uninstall).await
     }
 
     pub async fn get(
@@ -221,13 +256,11 @@ impl Apps {
         kind: AppKind,
         slug: &str,
     ) -> AppsResult<InstalledApp> {
-        let _ = (inst, kind, slug);
-        Err(AppsError::NotInstalled)
+        install::get(&self.store, &inst.instance_id(), kind, slug).await
     }
 
     pub async fn list(&self, inst: &Instance, kind: AppKind) -> AppsResult<Vec<InstalledApp>> {
-        let _ = (inst, kind);
-        Ok(Vec::new())
+        install::list(&self.store, &inst.instance_id(), kind).await
     }
 
     /// The permissions of an installed app (its permission document), or `None` when
@@ -238,8 +271,55 @@ impl Apps {
         kind: AppKind,
         slug: &str,
     ) -> AppsResult<Option<PermissionSet>> {
-        let _ = (inst, kind, slug);
-        Ok(None)
+        install::permissions(&self.store, &inst.instance_id(), kind, slug).await
+    }
+
+    /// Runs a change of one app in its own task, holding the app's lock: a caller
+    /// that goes away (a closed connection) does not interrupt it halfway.
+    async fn run<F, Fut>(
+        &self,
+        inst: &Instance,
+        kind: AppKind,
+        slug: &str,
+        f: F,
+    ) -> AppsResult<InstalledApp>
+    where
+        F: FnOnce(install::Op) -> Fut + Send + 'static,
+        Fut: Future<Output = AppsResult<InstalledApp>> + Send + 'static,
+    {
+        let inst_id = inst.instance_id();
+        let lock = self.locks.get(format!("{inst_id}/{}", kind.doc_id(slug)));
+        let op = install::Op {
+            store: self.store.clone(),
+            inst_id,
+            kind_dir: self.root.join(&inst.domain).join(kind.dir_name()),
+            kind,
+            slug: slug.to_owned(),
+            bases: self.registries_for(inst),
+        };
+        tokio::spawn(async move {
+            let _guard = lock.lock_owned().await;
+            f(op).await
+        })
+        .await
+        .map_err(|e| AppsError::Io(std::io::Error::other(format!("app task failed: {e}"))))?
+    }
+}
+
+/// Per-app locks, dropped when nobody holds them.
+#[derive(Default)]
+struct SlugLocks(Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>);
+
+impl SlugLocks {
+    fn get(&self, key: String) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(lock) = map.get(&key).and_then(Weak::upgrade) {
+            return lock;
+        }
+        map.retain(|_, w| w.strong_count() > 0);
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        map.insert(key, Arc::downgrade(&lock));
+        lock
     }
 }
 

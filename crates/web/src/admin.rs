@@ -17,6 +17,7 @@ use axum::{
     routing::{delete, get, post},
 };
 use base64::Engine;
+use hearth_apps::AppKind;
 use hearth_instances::{
     Audience, CreateOptions, Instance, InstanceError, ModifyOptions, passphrase,
 };
@@ -24,6 +25,7 @@ use serde_json::{Value, json};
 
 use crate::{
     AppState,
+    apps::parse_kind,
     error::{ApiError, ErrorSource, PlainError},
 };
 
@@ -172,6 +174,14 @@ pub(crate) fn routes() -> Router<AppState> {
         .route(
             "/instances/{domain}/triggers/{id}/launch",
             post(launch_trigger),
+        )
+        .route("/instances/{domain}/apps", get(list_apps))
+        .route(
+            "/instances/{domain}/apps/{slug}",
+            get(show_app)
+                .post(install_app)
+                .put(update_app)
+                .delete(uninstall_app),
         )
 }
 
@@ -338,9 +348,33 @@ async fn create_instance(
     };
     let created = state.instances.create(opts).await?;
     let mut body = json!({"data": resource(&created)});
-    // Apps come with their own issue: every requested app is reported as not installed.
+    // Spec instances 2.1 step 17: the apps are installed concurrently from the
+    // registries; the instance exists whatever happens to them, and the ones that
+    // failed are listed for the CLI to report.
     if let Some(apps) = list(&q, &["Apps"]).filter(|a| !a.is_empty()) {
-        body["meta"] = json!({"apps_not_installed": apps});
+        let installs = apps.iter().map(|slug| {
+            let (state, created) = (&state, &created);
+            async move {
+                let source = format!("registry://{slug}/stable");
+                match state
+                    .apps
+                    .install(created, AppKind::Webapp, slug, Some(&source))
+                    .await
+                {
+                    Ok(_) => None,
+                    Err(e) => {
+                        tracing::warn!(domain = %created.domain, slug, error = %e, "app not installed at creation");
+                        Some(slug.clone())
+                    }
+                }
+            }
+        });
+        let failed: Vec<String> = futures_util::future::join_all(installs)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        body["meta"] = json!({"apps_not_installed": failed});
     }
     Ok(jsonapi(StatusCode::CREATED, body))
 }
@@ -522,6 +556,76 @@ async fn launch_trigger(
     let i = state.instances.get_str(&domain).await?;
     let job = state.jobs.launch_trigger(&i, &id).await?;
     Ok(jsonapi(StatusCode::CREATED, Value::Object(job.to_doc())))
+}
+
+/// `GET /instances/:domain/apps?Kind=webapp|konnector` — the installed apps' documents.
+async fn list_apps(
+    State(state): State<AppState>,
+    Path(domain): Path<String>,
+    Query(q): Params,
+) -> Result<Response, ApiError> {
+    let kind = parse_kind(param(&q, &["Kind"]))?;
+    let i = state.instances.get_str(&domain).await?;
+    let mut apps = state.apps.list(&i, kind).await?;
+    apps.sort_by(|a, b| a.slug.cmp(&b.slug));
+    let docs = apps.into_iter().map(|a| Value::Object(a.doc)).collect();
+    Ok(jsonapi(StatusCode::OK, Value::Array(docs)))
+}
+
+/// `GET /instances/:domain/apps/:slug?Kind=` — an installed app's document.
+async fn show_app(
+    State(state): State<AppState>,
+    Path((domain, slug)): Path<(String, String)>,
+    Query(q): Params,
+) -> Result<Response, ApiError> {
+    let kind = parse_kind(param(&q, &["Kind"]))?;
+    let i = state.instances.get_str(&domain).await?;
+    let app = state.apps.get(&i, kind, &slug).await?;
+    Ok(jsonapi(StatusCode::OK, Value::Object(app.doc)))
+}
+
+/// `POST /instances/:domain/apps/:slug?Source=&Kind=` — installs (from
+/// `registry://<slug>/stable` by default): 201 with the document.
+async fn install_app(
+    State(state): State<AppState>,
+    Path((domain, slug)): Path<(String, String)>,
+    Query(q): Params,
+) -> Result<Response, ApiError> {
+    let kind = parse_kind(param(&q, &["Kind"]))?;
+    let i = state.instances.get_str(&domain).await?;
+    let app = state
+        .apps
+        .install(&i, kind, &slug, param(&q, &["Source"]))
+        .await?;
+    Ok(jsonapi(StatusCode::CREATED, Value::Object(app.doc)))
+}
+
+/// `PUT /instances/:domain/apps/:slug?Source=&Kind=` — updates: 200 with the document.
+async fn update_app(
+    State(state): State<AppState>,
+    Path((domain, slug)): Path<(String, String)>,
+    Query(q): Params,
+) -> Result<Response, ApiError> {
+    let kind = parse_kind(param(&q, &["Kind"]))?;
+    let i = state.instances.get_str(&domain).await?;
+    let app = state
+        .apps
+        .update(&i, kind, &slug, param(&q, &["Source"]))
+        .await?;
+    Ok(jsonapi(StatusCode::OK, Value::Object(app.doc)))
+}
+
+/// `DELETE /instances/:domain/apps/:slug?Kind=` — uninstalls (and deletes the app's
+/// triggers): 200 with the removed document.
+async fn uninstall_app(
+    State(state): State<AppState>,
+    Path((domain, slug)): Path<(String, String)>,
+    Query(q): Params,
+) -> Result<Response, ApiError> {
+    let kind = parse_kind(param(&q, &["Kind"]))?;
+    let i = state.instances.get_str(&domain).await?;
+    let app = crate::apps::uninstall(&state, &i, kind, &slug).await?;
+    Ok(jsonapi(StatusCode::OK, Value::Object(app.doc)))
 }
 
 /// `DELETE /instances/:domain/sessions`.

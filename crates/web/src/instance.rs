@@ -1,6 +1,8 @@
 //! Choosing the instance of a request from its `Host` (spec core-api B.1, instances
 //! 1.7), and the checks every instance route family runs: unknown host, old domain,
-//! blocked and deleting instances (spec instances 4.5, 4.6).
+//! blocked and deleting instances (spec instances 4.5, 4.6). App hosts
+//! (`<slug>.<instance domain>`) never reach these routes: `serve_app::front` serves
+//! them first, with the same blocked and deleting answers.
 
 use std::sync::Arc;
 
@@ -33,6 +35,11 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Inst {
             .ok_or_else(|| ApiError::not_found("Instance not found"))
     }
 }
+
+/// The instance `serve_app::front` already found for the request's `Host`, so that it
+/// is not looked up twice.
+#[derive(Clone)]
+pub(crate) struct Resolved(pub(crate) Arc<Instance>);
 
 /// Route families differ in what they check and how they answer by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,10 +90,15 @@ pub(crate) async fn resolve(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let host = host_of(&req).unwrap_or_default();
-    let resolution = match state.instances.resolve_host(&host).await {
-        Ok(r) => r,
-        Err(e) => return ApiError::from(e).into_response(),
+    let resolution = match req.extensions_mut().remove::<Resolved>() {
+        Some(Resolved(i)) => Resolution::Found(i),
+        None => {
+            let host = host_of(&req).unwrap_or_default();
+            match state.instances.resolve_host(&host).await {
+                Ok(r) => r,
+                Err(e) => return ApiError::from(e).into_response(),
+            }
+        }
     };
     let instance = match resolution {
         Resolution::Found(i) => {
@@ -124,7 +136,7 @@ fn cli_token_of(req: &Request, instance: &Instance) -> bool {
 }
 
 /// Unknown host (or an instance being deleted): 404 as a page, JSON or text.
-fn not_found(headers: &HeaderMap, family: Family) -> Response {
+pub(crate) fn not_found(headers: &HeaderMap, family: Family) -> Response {
     if wants_html(headers, family) {
         let locale = pages::locale_from(headers);
         return (StatusCode::NOT_FOUND, pages::not_found(locale)).into_response();
@@ -146,7 +158,7 @@ fn not_found(headers: &HeaderMap, family: Family) -> Response {
 /// A blocked instance (spec instances 4.5): 402 for a payment, 503 otherwise; a page
 /// in the instance's locale for a browser, a JSON array of warnings for a client.
 /// `LOGIN_FAILED` always gets the page, as in the original (the person must read it).
-fn blocked(instance: &Instance, headers: &HeaderMap, family: Family) -> Response {
+pub(crate) fn blocked(instance: &Instance, headers: &HeaderMap, family: Family) -> Response {
     let reason = instance.blocking_reason.as_deref().unwrap_or("UNKNOWN");
     let status = if reason == "PAYMENT_FAILED" {
         StatusCode::PAYMENT_REQUIRED

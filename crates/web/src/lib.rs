@@ -6,6 +6,7 @@
 //! (spec core-api B.2).
 
 mod admin;
+mod apps;
 mod auth;
 mod data;
 mod error;
@@ -17,6 +18,7 @@ mod metrics;
 mod oauth;
 mod pages;
 mod realtime;
+mod serve_app;
 mod settings;
 mod system;
 mod token;
@@ -72,6 +74,9 @@ pub struct AppState {
     pub mailer: Arc<Mailer>,
     /// Installed apps and konnectors.
     pub apps: Arc<Apps>,
+    /// Web apps are served on `<first label>-<slug>.<rest>` rather than on
+    /// `<slug>.<instance domain>` (config `subdomains: flat`).
+    pub flat_subdomains: bool,
     jobs_config: JobsConfig,
     konnectors_cmd: Option<std::path::PathBuf>,
 }
@@ -111,6 +116,7 @@ impl AppState {
         Self {
             jobs: build_jobs(&store, &instances, &vfs, &mailer, &apps, None, &jobs_config),
             apps,
+            flat_subdomains: false,
             konnectors_cmd: None,
             vfs,
             store,
@@ -180,6 +186,12 @@ impl AppState {
     /// trigger scheduler.
     pub async fn start(&self) -> Result<(), hearth_jobs::JobsError> {
         self.jobs.start().await
+    }
+
+    /// Serves web apps on flat subdomains (`alice-drive.example.net`).
+    pub fn with_flat_subdomains(mut self, flat: bool) -> Self {
+        self.flat_subdomains = flat;
+        self
     }
 
     pub fn with_body_limit(mut self, bytes: usize) -> Self {
@@ -257,6 +269,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(instance(Family::Api));
     let unblocked = settings::routes()
         .merge(files::settings_routes())
+        .merge(apps::routes())
         .route_layer(instance(Family::Unblocked));
     let routes = Router::new()
         .route("/version", get(system::get_version))
@@ -269,7 +282,9 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             metrics::count,
         ));
-    finish(routes, state)
+    // App hosts are served before any route; instance hosts get CORS for their apps.
+    let front = axum::middleware::from_fn_with_state(state.clone(), serve_app::front);
+    finish_with(routes, state, |r| r.layer(front))
 }
 
 /// The admin API's router (spec instances 5), to be bound on loopback only; every
@@ -310,10 +325,22 @@ pub async fn serve(
 
 /// Adds the fallbacks (which must come after every route) and the shared middleware.
 fn finish(routes: Router<AppState>, state: AppState) -> Router {
+    finish_with(routes, state, |r| r)
+}
+
+/// [`finish`], with `outer` wrapping the routes and their fallbacks, inside the
+/// shared middleware.
+fn finish_with(
+    routes: Router<AppState>,
+    state: AppState,
+    outer: impl FnOnce(Router<AppState>) -> Router<AppState>,
+) -> Router {
     let body_limit = state.body_limit;
-    let routes = routes
-        .method_not_allowed_fallback(error::method_not_allowed)
-        .fallback(error::route_not_found)
-        .with_state(state);
+    let routes = outer(
+        routes
+            .method_not_allowed_fallback(error::method_not_allowed)
+            .fallback(error::route_not_found),
+    )
+    .with_state(state);
     layers::with_common_layers(routes, body_limit)
 }

@@ -7,6 +7,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use base64::Engine;
+use hearth_apps::AppKind;
 use hearth_instances::{Audience, Claims, InstanceError, permission::PermissionSet, token};
 
 use crate::{AppState, Inst, error::PlainError};
@@ -130,19 +131,29 @@ pub(crate) async fn perm_of_token(
             Ok(None) => Err(TokenRejection::Invalid("Invalid JWT token", None)),
             Err(e) => Err(TokenRejection::Failed(e.into())),
         },
-        // App and konnector permissions come from their manifests (apps issue).
-        Some(Audience::App) => Ok(Perm {
-            set: PermissionSet::default(),
-            kind: "app",
-            source_id: format!("io.cozy.apps/{}", claims.sub),
-            claims,
-        }),
-        Some(Audience::Konnector) => Ok(Perm {
-            set: PermissionSet::default(),
-            kind: "konnector",
-            source_id: format!("io.cozy.konnectors/{}", claims.sub),
-            claims,
-        }),
+        // App and konnector tokens carry the permissions of the installed app (its
+        // manifest's); the token of an app that is not installed is no token.
+        Some(aud @ (Audience::App | Audience::Konnector)) => {
+            let kind = if aud == Audience::App {
+                AppKind::Webapp
+            } else {
+                AppKind::Konnector
+            };
+            match state.apps.permissions(instance, kind, &claims.sub).await {
+                Ok(Some(set)) => Ok(Perm {
+                    set,
+                    kind: if aud == Audience::App {
+                        "app"
+                    } else {
+                        "konnector"
+                    },
+                    source_id: kind.doc_id(&claims.sub),
+                    claims,
+                }),
+                Ok(None) => Err(TokenRejection::Invalid("Invalid JWT token", None)),
+                Err(e) => Err(TokenRejection::Failed(e.into())),
+            }
+        }
         _ => Err(TokenRejection::Invalid(
             "Invalid audience for JWT token",
             None,

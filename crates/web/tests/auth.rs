@@ -918,10 +918,14 @@ async fn forcing_a_passphrase_needs_a_cli_token() {
     );
     let garbage = force(Some("not.a.token".into()), body.clone()).await;
     assert_eq!(garbage.status, StatusCode::BAD_REQUEST);
+    // The token of an app that is not installed is no token at all.
     let app = force(Some(token("app", "").await), body.clone()).await;
     assert_eq!(
         (app.status, app.json()),
-        (StatusCode::FORBIDDEN, json!({"error": "Forbidden"}))
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"error": "Invalid JWT token"})
+        )
     );
     let files_only = force(Some(token("cli", "io.cozy.files").await), body.clone()).await;
     assert_eq!(files_only.status, StatusCode::FORBIDDEN);

@@ -89,6 +89,26 @@ impl Res {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+
+    /// A header's value (`""` when absent).
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// `name=value` of a cookie this answer sets, for the next request.
+    pub fn cookie(&self, name: &str) -> String {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with(&format!("{name}=")))
+            .and_then(|c| c.split(';').next())
+            .unwrap_or_else(|| panic!("no {name} cookie in {:?}", self.headers))
+            .to_owned()
+    }
 }
 
 pub async fn send(router: &Router, req: Request<Body>) -> Res {
@@ -129,6 +149,56 @@ impl Env {
             )
             .await;
         assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+    }
+
+    /// Logs in to the instance at `host` as a browser does: the login page, then its
+    /// form with the password hashed as the page's script would and the page's CSRF
+    /// token (create the instance with `&Passphrase=…&KdfIterations=50000`). Returns
+    /// the answer (303 to `redirect`, or home) and its `cozysessid=…` cookie.
+    pub async fn login(&self, host: &str, password: &str, redirect: Option<&str>) -> (Res, String) {
+        let html = [("accept", "text/html")];
+        let page = self
+            .call(host, None, Method::GET, "/auth/login", &html, Body::empty())
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+        let body = page.text();
+        let attr = |marker: &str| {
+            let start = body
+                .find(marker)
+                .unwrap_or_else(|| panic!("no {marker} in {body}"))
+                + marker.len();
+            body[start..start + body[start..].find('"').unwrap()].to_owned()
+        };
+        let iterations: u32 = attr("data-iterations=\"").parse().unwrap();
+        let csrf_token = attr("name=\"csrf_token\" value=\"");
+        let salt = format!("me@{}", host.split(':').next().unwrap());
+        let hash = hearth_instances::passphrase::client_hash(password, &salt, iterations);
+        let mut fields = vec![
+            ("passphrase", hash.as_str()),
+            ("csrf_token", csrf_token.as_str()),
+        ];
+        if let Some(r) = redirect {
+            fields.push(("redirect", r));
+        }
+        let form = serde_urlencoded::to_string(&fields).unwrap();
+        let csrf_cookie = page.cookie("_csrf");
+        let res = self
+            .call(
+                host,
+                None,
+                Method::POST,
+                "/auth/login",
+                &[
+                    ("accept", "text/html"),
+                    ("content-type", "application/x-www-form-urlencoded"),
+                    ("cookie", &csrf_cookie),
+                ],
+                form,
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.text());
+        let session = res.cookie("cozysessid");
+        (res, session)
     }
 
     /// A CLI token of an instance for these space-separated scopes.
