@@ -184,6 +184,13 @@ fn related(state: &AppState, i: &Instance, headers: &HeaderMap, app: &InstalledA
 /// with the maximal set; a CLI token with the verb on the whole doctype; the `store`
 /// app with that verb, for registry sources only. Anything else is refused.
 fn may_change(perm: &Perm, verb: &str, kind: AppKind, source: Option<&str>) -> bool {
+    // A `file://` source reads the server's own disk: operators only (a CLI token or
+    // the admin API), never a client, whatever its permissions.
+    if perm.kind != "cli"
+        && source.is_some_and(|s| s.trim_start().to_ascii_lowercase().starts_with("file:"))
+    {
+        return false;
+    }
     if perm.set.rules.iter().any(|r| r.doctype == "*") {
         return true;
     }
