@@ -6,6 +6,7 @@
 //! (spec core-api B.2).
 
 mod admin;
+mod admin_raw;
 mod apps;
 mod auth;
 mod data;
@@ -294,6 +295,7 @@ pub fn admin_router(state: AppState) -> Router {
         .route("/version", get(system::get_version))
         .route("/metrics", get(metrics::get_metrics))
         .merge(admin::routes())
+        .merge(admin_raw::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             admin::require_passphrase,

@@ -230,8 +230,10 @@ impl Env {
         let mut req = Request::builder()
             .method(method)
             .uri(uri)
-            .header("host", host)
-            .header("accept", "application/vnd.api+json");
+            .header("host", host);
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("accept")) {
+            req = req.header("accept", "application/vnd.api+json");
+        }
         if let Some(t) = token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
