@@ -21,7 +21,7 @@ use hearth_store::mango::FindQuery;
 use hearth_store::{AllDocsQuery, GetOptions};
 use serde_json::{Value, json};
 
-use crate::{AppState, error::ApiError, error::CouchError};
+use crate::{AppState, error::CouchError};
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -33,14 +33,14 @@ pub(crate) fn routes() -> Router<AppState> {
         )
 }
 
-type Res = Result<Response, Response>;
+type Res = Result<Response, CouchError>;
 
-fn bad(reason: impl Into<String>) -> Response {
-    CouchError::new(StatusCode::BAD_REQUEST, "bad_request", reason).into_response()
+fn bad(reason: impl Into<String>) -> CouchError {
+    CouchError::new(StatusCode::BAD_REQUEST, "bad_request", reason)
 }
 
-fn couch(e: hearth_store::StoreError) -> Response {
-    CouchError::from(e).into_response()
+fn couch(e: hearth_store::StoreError) -> CouchError {
+    CouchError::from(e)
 }
 
 /// The instance's store key and the doctype, both checked.
@@ -48,17 +48,28 @@ async fn target(
     state: &AppState,
     domain: &str,
     doctype: &str,
-) -> Result<(InstanceId, Doctype), Response> {
-    let inst = state
-        .instances
-        .get_str(domain)
-        .await
-        .map_err(|e| ApiError::from(e).into_response())?;
+) -> Result<(InstanceId, Doctype), CouchError> {
+    let inst = state.instances.get_str(domain).await.map_err(|e| match e {
+        hearth_instances::InstanceError::NotFound => {
+            CouchError::new(StatusCode::NOT_FOUND, "not_found", "Instance not found")
+        }
+        e @ hearth_instances::InstanceError::IllegalDomain { .. } => {
+            CouchError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string())
+        }
+        e => {
+            tracing::error!(domain, error = %e, "instance lookup failed");
+            CouchError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_server_error",
+                crate::error::INTERNAL_DETAIL,
+            )
+        }
+    })?;
     let dt = Doctype::new(doctype).map_err(|e| bad(e.to_string()))?;
     Ok((inst.instance_id(), dt))
 }
 
-fn json_body(raw: &[u8]) -> Result<Value, Response> {
+fn json_body(raw: &[u8]) -> Result<Value, CouchError> {
     serde_json::from_slice(raw).map_err(|e| bad(format!("invalid JSON: {e}")))
 }
 

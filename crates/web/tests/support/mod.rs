@@ -231,7 +231,10 @@ impl Env {
             .method(method)
             .uri(uri)
             .header("host", host);
-        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("accept")) {
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("accept"))
+        {
             req = req.header("accept", "application/vnd.api+json");
         }
         if let Some(t) = token {
