@@ -313,6 +313,76 @@ impl AdminClient {
         self.send(Method::Post, &url)?.json(201)
     }
 
+    /// `POST /instances/<domain>/apps/<slug>?Kind=&Source=`: installs, answers the
+    /// installed app's document.
+    pub fn install_app(
+        &self,
+        domain: &str,
+        kind: AppKind,
+        slug: &str,
+        source: Option<&str>,
+    ) -> Result<AppDoc, ApiError> {
+        let url = self.admin_url(&app_path(domain, slug), &kind.query(source));
+        self.send(Method::Post, &url)?.json_doc()
+    }
+
+    /// `PUT /instances/<domain>/apps/<slug>?Kind=[&Source=]`: updates, answers the
+    /// app's document.
+    pub fn update_app(
+        &self,
+        domain: &str,
+        kind: AppKind,
+        slug: &str,
+        source: Option<&str>,
+    ) -> Result<AppDoc, ApiError> {
+        let url = self.admin_url(&app_path(domain, slug), &kind.query(source));
+        self.send(Method::Put, &url)?.json_doc()
+    }
+
+    /// `DELETE /instances/<domain>/apps/<slug>?Kind=`: the removed app's document,
+    /// when the server sends one.
+    pub fn uninstall_app(
+        &self,
+        domain: &str,
+        kind: AppKind,
+        slug: &str,
+    ) -> Result<Option<AppDoc>, ApiError> {
+        let url = self.admin_url(&app_path(domain, slug), &kind.query(None));
+        let answer = self.send(Method::Delete, &url)?;
+        if answer.body.trim().is_empty() {
+            return Ok(None);
+        }
+        answer.json_doc().map(Some)
+    }
+
+    /// `GET /instances/<domain>/apps/<slug>?Kind=`.
+    pub fn get_app(&self, domain: &str, kind: AppKind, slug: &str) -> Result<AppDoc, ApiError> {
+        let url = self.admin_url(&app_path(domain, slug), &kind.query(None));
+        self.send(Method::Get, &url)?.json_doc()
+    }
+
+    /// `GET /instances/<domain>/apps?Kind=`: the installed apps' documents.
+    pub fn list_apps(&self, domain: &str, kind: AppKind) -> Result<Vec<AppDoc>, ApiError> {
+        let url = self.admin_url(&instance_path(domain, "/apps"), &kind.query(None));
+        let answer = self.send(Method::Get, &url)?;
+        let value: Value = answer.json(200)?;
+        let items = match value {
+            Value::Array(items) => items,
+            // A JSON:API list: `{"data": [...]}`.
+            Value::Object(mut m) => match m.remove("data") {
+                Some(Value::Array(items)) => items,
+                _ => return Err(answer.bad("expected a list of apps".into())),
+            },
+            _ => return Err(answer.bad("expected a list of apps".into())),
+        };
+        items
+            .into_iter()
+            .map(|item| {
+                AppDoc::from_value(item).ok_or_else(|| answer.bad("an app is not an object".into()))
+            })
+            .collect()
+    }
+
     /// `PUT /settings/passphrase` on the public server, as the instance `domain`, with a
     /// `cli` token carrying the `io.cozy.settings` scope: 204 when changed.
     pub fn set_passphrase(
@@ -465,6 +535,13 @@ impl Answer {
         serde_json::from_str(&self.body).map_err(|e| self.bad(format!("invalid JSON: {e}")))
     }
 
+    /// An app's document from any 2xx answer (the install answers 201 or 202).
+    fn json_doc(&self) -> Result<AppDoc, ApiError> {
+        let value: Value =
+            serde_json::from_str(&self.body).map_err(|e| self.bad(format!("invalid JSON: {e}")))?;
+        AppDoc::from_value(value).ok_or_else(|| self.bad("expected an app document".into()))
+    }
+
     fn text(&self, expected: u16) -> Result<&str, ApiError> {
         self.expect(expected)?;
         Ok(&self.body)
@@ -601,6 +678,11 @@ pub fn basic_authorization(passphrase: &str) -> String {
 /// `/instances/<domain><suffix>`, the domain percent-encoded as one path segment.
 pub fn instance_path(domain: &str, suffix: &str) -> String {
     format!("/instances/{}{suffix}", encode_component(domain))
+}
+
+/// `/instances/<domain>/apps/<slug>`, both percent-encoded.
+pub fn app_path(domain: &str, slug: &str) -> String {
+    instance_path(domain, &format!("/apps/{}", encode_component(slug)))
 }
 
 /// `?k=v&…` (empty for no parameters), keys and values percent-encoded.
@@ -1037,6 +1119,72 @@ impl Job {
     /// Why the job errored, when it did and the server said.
     pub fn error(&self) -> Option<&str> {
         self.text("error").filter(|e| !e.is_empty())
+    }
+}
+
+/// A web app or a konnector: the `Kind` of the apps routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppKind {
+    Webapp,
+    Konnector,
+}
+
+impl AppKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Webapp => "webapp",
+            Self::Konnector => "konnector",
+        }
+    }
+
+    /// `Kind=<kind>`, then `Source=<source>` when given.
+    fn query(self, source: Option<&str>) -> Vec<(&'static str, String)> {
+        let mut q = vec![("Kind", self.as_str().to_owned())];
+        if let Some(source) = source {
+            q.push(("Source", source.to_owned()));
+        }
+        q
+    }
+}
+
+/// An installed app's (or konnector's) document as the admin API sent it: the
+/// manifest plus `slug`, `source`, `version`, `state`…, its fields kept in their order.
+/// A JSON:API resource (`{"data": {"attributes": …}}` or `{"attributes": …}`) is read
+/// as its attributes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppDoc(pub Map<String, Value>);
+
+impl AppDoc {
+    pub fn from_value(value: Value) -> Option<Self> {
+        let Value::Object(mut m) = value else {
+            return None;
+        };
+        if let Some(Value::Object(_)) = m.get("data") {
+            let Some(Value::Object(data)) = m.remove("data") else {
+                return None;
+            };
+            return Self::from_value(Value::Object(data));
+        }
+        if let Some(Value::Object(_)) = m.get("attributes") {
+            let Some(Value::Object(attributes)) = m.remove("attributes") else {
+                return None;
+            };
+            return Some(Self(attributes));
+        }
+        Some(Self(m))
+    }
+
+    /// A text field, empty when missing.
+    pub fn text(&self, name: &str) -> &str {
+        self.0.get(name).and_then(Value::as_str).unwrap_or_default()
+    }
+
+    /// The slug: `slug`, else the end of `_id` (`io.cozy.apps/<slug>`).
+    pub fn slug(&self) -> &str {
+        match self.text("slug") {
+            "" => self.text("_id").rsplit('/').next().unwrap_or_default(),
+            slug => slug,
+        }
     }
 }
 

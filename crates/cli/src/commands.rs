@@ -182,7 +182,84 @@ pub enum TriggersCommand {
     },
 }
 
-/// The instance a `jobs` or `triggers` command works on.
+/// `hearth apps`: the web apps of an instance, through the admin API.
+#[derive(Debug, Clone, Args)]
+pub struct AppsArgs {
+    #[command(flatten)]
+    pub instance: InstanceFlag,
+    #[command(flatten)]
+    pub globals: GlobalArgs,
+    #[command(subcommand)]
+    pub command: AppsCommand,
+}
+
+/// What `hearth apps` and `hearth konnectors` share.
+#[derive(Debug, Clone, Subcommand)]
+pub enum AppsCommand {
+    /// Install from a source (default: registry://<slug>/stable)
+    ///
+    /// Sources: registry://<slug>[/<channel>[/<version>]] in the instance's registries,
+    /// http(s)://….tar.gz, file:///….tar.gz, or a folder file:///dir.
+    Install(SlugSource),
+    /// Update to the latest version of its source, or from another source
+    #[command(visible_alias = "upgrade")]
+    Update(SlugSource),
+    /// Remove it: its files, its document and its permissions
+    #[command(visible_alias = "rm")]
+    Uninstall(SlugArg),
+    /// List the installed ones: slug, source, version, state
+    #[command(visible_alias = "list")]
+    Ls,
+    /// Print one as JSON
+    Show(SlugArg),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SlugSource {
+    /// Its slug (lowercase letters, digits and dashes)
+    pub slug: String,
+    /// Where to get it [default: registry://<slug>/stable to install, the current
+    /// source to update]
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SlugArg {
+    /// Its slug
+    pub slug: String,
+}
+
+/// `hearth konnectors`: the konnectors of an instance, through the admin API.
+#[derive(Debug, Clone, Args)]
+pub struct KonnectorsArgs {
+    #[command(flatten)]
+    pub instance: InstanceFlag,
+    #[command(flatten)]
+    pub globals: GlobalArgs,
+    #[command(subcommand)]
+    pub command: KonnectorsCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum KonnectorsCommand {
+    #[command(flatten)]
+    App(AppsCommand),
+    /// Run a konnector now and wait for its end: prints the job as JSON; exits 1 if it
+    /// errored
+    Run(KonnectorRunArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KonnectorRunArgs {
+    /// The konnector's slug
+    pub slug: String,
+    /// The io.cozy.accounts document to run with [default: the account of the
+    /// konnector's trigger, when it has exactly one]
+    #[arg(long, value_name = "ID")]
+    pub account_id: Option<String>,
+}
+
+/// The instance a `jobs`, `triggers`, `apps` or `konnectors` command works on.
 #[derive(Debug, Clone, Default, Args)]
 pub struct InstanceFlag {
     /// Domain of the instance [env: HEARTH_DOMAIN, COZY_DOMAIN]

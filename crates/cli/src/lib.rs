@@ -1,12 +1,14 @@
-//! `hearth instances …` (alias `instance`), `hearth check`, `hearth jobs` and `hearth
-//! triggers`: instance management from the command line, as an HTTP client of the admin
-//! API (spec instances 6). The client holds little logic: it checks what it can without
-//! the server (domain characters, sizes, flags, JSON), sends one typed request per
-//! command (`api`), and prints the answer (`output`).
+//! `hearth instances …` (alias `instance`), `hearth check`, `hearth jobs`, `hearth
+//! triggers`, `hearth apps` and `hearth konnectors`: instance management from the
+//! command line, as an HTTP client of the admin API (spec instances 6). The client
+//! holds little logic: it checks what it can without the server (domain characters,
+//! sizes, flags, JSON), sends one typed request per command (`api`), and prints the
+//! answer (`output`).
 //!
 //! `main.rs` of the `hearth` binary embeds [`InstancesArgs`], [`CheckArgs`],
-//! [`JobsArgs`] and [`TriggersArgs`] in its clap tree and calls [`run`], [`run_check`],
-//! [`run_jobs`] and [`run_triggers`].
+//! [`JobsArgs`], [`TriggersArgs`], [`AppsArgs`] and [`KonnectorsArgs`] in its clap tree
+//! and calls [`run`], [`run_check`], [`run_jobs`], [`run_triggers`], [`run_apps`] and
+//! [`run_konnectors`].
 
 pub mod api;
 pub mod commands;
@@ -17,12 +19,15 @@ pub mod size;
 use std::io::{self, IsTerminal};
 use std::process::ExitCode;
 
-pub use api::{AdminClient, ApiError, Endpoints, Job, PassphraseSource};
+pub use api::{AdminClient, ApiError, AppDoc, AppKind, Endpoints, Job, PassphraseSource};
 pub use commands::{
-    CheckArgs, CheckCommand, GlobalArgs, InstanceFlag, InstancesArgs, InstancesCommand, JobsArgs,
-    JobsCommand, TriggersArgs, TriggersCommand,
+    AppsArgs, AppsCommand, CheckArgs, CheckCommand, GlobalArgs, InstanceFlag, InstancesArgs,
+    InstancesCommand, JobsArgs, JobsCommand, KonnectorsArgs, KonnectorsCommand, TriggersArgs,
+    TriggersCommand,
 };
-pub use run::{Io, execute, execute_check, execute_jobs, execute_triggers};
+pub use run::{
+    Io, execute, execute_apps, execute_check, execute_jobs, execute_konnectors, execute_triggers,
+};
 
 /// Runs one `hearth instances` command with the process's environment, standard
 /// streams and terminal. Errors are printed as `Error: …` on stderr; the exit status is
@@ -55,6 +60,22 @@ pub fn run_jobs(args: JobsArgs) -> ExitCode {
 pub fn run_triggers(args: TriggersArgs) -> ExitCode {
     with_process(&args.globals, |settings, io| {
         execute_triggers(&args.command, args.instance.domain.as_deref(), settings, io)
+    })
+}
+
+/// Runs one `hearth apps` command, like [`run`]: exit status 0, 1 on failure, 2 for a
+/// bad setting, a missing domain or an empty slug (nothing is sent then).
+pub fn run_apps(args: AppsArgs) -> ExitCode {
+    with_process(&args.globals, |settings, io| {
+        execute_apps(&args.command, args.instance.domain.as_deref(), settings, io)
+    })
+}
+
+/// Runs one `hearth konnectors` command, like [`run_apps`]; `konnectors run` exits 1
+/// when the konnector's job errored.
+pub fn run_konnectors(args: KonnectorsArgs) -> ExitCode {
+    with_process(&args.globals, |settings, io| {
+        execute_konnectors(&args.command, args.instance.domain.as_deref(), settings, io)
     })
 }
 

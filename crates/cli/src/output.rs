@@ -5,7 +5,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::api::{Created, Instance, InstanceAttributes, Job, OAuthClient};
+use crate::api::{AppDoc, Created, Instance, InstanceAttributes, Job, OAuthClient};
 use crate::size::format_size;
 
 /// The attributes `show`, `modify`, `ls --json` and `--fields` know, in their order
@@ -358,6 +358,74 @@ pub fn triggers(triggers: &[Map<String, Value>]) -> String {
     pretty(&Value::Array(list), b"  ")
 }
 
+/// `apps install`: `<slug> (<version>) has been installed on <domain>`.
+pub fn app_installed(slug: &str, app: &AppDoc, domain: &str) -> String {
+    format!(
+        "{slug} ({}) has been installed on {domain}\n",
+        app.text("version")
+    )
+}
+
+/// `apps update`: upgraded, downgraded, or already up-to-date, from the versions
+/// before and after.
+pub fn app_updated(slug: &str, before: &AppDoc, after: &AppDoc) -> String {
+    let (old, new) = (before.text("version"), after.text("version"));
+    if old == new {
+        return format!("{slug} is already up-to-date at {new}\n");
+    }
+    match compare_versions(new, old) {
+        std::cmp::Ordering::Less => format!("{slug} has been downgraded to {new}\n"),
+        _ => format!("{slug} has been upgraded to {new}\n"),
+    }
+}
+
+/// Compares the `X.Y.Z` cores of two versions (missing or non-numeric parts count as
+/// 0); equal cores compare a release above its pre-releases, then as text.
+pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+    let split = |v: &str| -> (Vec<u64>, Option<String>) {
+        let v = v.trim().trim_start_matches('v');
+        let (core, pre) = match v.split_once('-') {
+            Some((c, p)) => (c, Some(p.to_owned())),
+            None => (v, None),
+        };
+        let mut parts: Vec<u64> = core.split('.').map(|p| p.parse().unwrap_or(0)).collect();
+        parts.resize(3.max(parts.len()), 0);
+        (parts, pre)
+    };
+    let ((ca, pa), (cb, pb)) = (split(a), split(b));
+    ca.cmp(&cb).then_with(|| match (pa, pb) {
+        (None, None) => std::cmp::Ordering::Equal,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (Some(x), Some(y)) => x.cmp(&y),
+    })
+}
+
+/// `apps ls`: `slug  source  version  state`, aligned with two spaces, no header.
+pub fn apps_table(apps: &[AppDoc]) -> String {
+    let rows: Vec<Vec<String>> = apps
+        .iter()
+        .map(|a| {
+            vec![
+                a.slug().to_owned(),
+                a.text("source").to_owned(),
+                a.text("version").to_owned(),
+                a.text("state").to_owned(),
+            ]
+        })
+        .collect();
+    align(&rows)
+}
+
+/// `apps show`: the app's document indented by two spaces, without `_id` and `_rev`
+/// (the original prints the JSON:API attributes).
+pub fn app(app: &AppDoc) -> String {
+    let mut doc = app.0.clone();
+    // `retain` keeps the order (`remove` would swap the last key in).
+    doc.retain(|k, _| k != "_id" && k != "_rev");
+    pretty(&Value::Object(doc), b"  ")
+}
+
 /// JSON with the given indentation and a final newline.
 fn pretty(value: &Value, indent: &[u8]) -> String {
     let mut buf = Vec::new();
@@ -579,5 +647,50 @@ carol.example       en  unlimited  deleting    v38  cozyc                       
         );
         let empty = OAuthClient::new();
         assert!(oauth_client(&empty, false).is_err());
+    }
+
+    fn app_doc(json: &str) -> AppDoc {
+        AppDoc::from_value(serde_json::from_str(json).expect("JSON")).expect("an object")
+    }
+
+    #[test]
+    fn apps_lines() {
+        let drive = app_doc(
+            r#"{"_id":"io.cozy.apps/drive","_rev":"1-a","name":"Drive","slug":"drive",
+                "source":"registry://drive/stable","version":"1.2.3","state":"ready"}"#,
+        );
+        // A JSON:API resource reads as its attributes; the slug from the id otherwise.
+        let demo = app_doc(
+            r#"{"data":{"type":"io.cozy.apps","id":"io.cozy.apps/demo","attributes":{
+                "_id":"io.cozy.apps/demo","source":"file:///srv/demo","version":"1.0.0-x","state":"installing"}}}"#,
+        );
+        assert_eq!(demo.slug(), "demo");
+        assert_eq!(
+            apps_table(&[drive.clone(), demo]),
+            "drive  registry://drive/stable  1.2.3    ready\n\
+             demo   file:///srv/demo         1.0.0-x  installing\n"
+        );
+        assert_eq!(apps_table(&[]), "");
+        assert_eq!(
+            app_installed("drive", &drive, "a.example"),
+            "drive (1.2.3) has been installed on a.example\n"
+        );
+        assert_eq!(
+            app(&drive),
+            "{\n  \"name\": \"Drive\",\n  \"slug\": \"drive\",\n  \"source\": \"registry://drive/stable\",\n  \"version\": \"1.2.3\",\n  \"state\": \"ready\"\n}\n"
+        );
+        let v = |v: &str| app_doc(&format!(r#"{{"version":"{v}"}}"#));
+        assert_eq!(
+            app_updated("drive", &v("1.2.3"), &v("1.10.0")),
+            "drive has been upgraded to 1.10.0\n"
+        );
+        assert_eq!(
+            app_updated("drive", &v("1.2.3"), &v("1.2.3-beta.1")),
+            "drive has been downgraded to 1.2.3-beta.1\n"
+        );
+        assert_eq!(
+            app_updated("drive", &v("1.2.3"), &v("1.2.3")),
+            "drive is already up-to-date at 1.2.3\n"
+        );
     }
 }

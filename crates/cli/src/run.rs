@@ -3,10 +3,10 @@
 
 use std::io::{BufRead, Write};
 
-use crate::api::{AdminClient, Audience, TokenRequest};
+use crate::api::{AdminClient, AppKind, Audience, Job, TokenRequest};
 use crate::commands::{
-    CheckCommand, FsckArgs, InstancesCommand, JobsCommand, JobsRunArgs, TriggersCommand,
-    quota_param,
+    AppsCommand, CheckCommand, FsckArgs, InstancesCommand, JobsCommand, JobsRunArgs,
+    KonnectorRunArgs, KonnectorsCommand, TriggersCommand, quota_param,
 };
 use crate::{Settings, check_domain, output};
 
@@ -119,7 +119,158 @@ pub fn execute_triggers(
     status(outcome, io)
 }
 
-/// The domain of a `jobs` or `triggers` command: the flag, else `HEARTH_DOMAIN` or
+/// Runs a `hearth apps` command on the instance `domain` (the `--domain` flag, else the
+/// settings'): 0, 1 when the request failed, 2 for a missing or bad domain or an empty
+/// slug (nothing is sent then).
+pub fn execute_apps(
+    command: &AppsCommand,
+    domain: Option<&str>,
+    settings: &Settings,
+    io: &mut Io<'_>,
+) -> u8 {
+    let client = AdminClient::new(settings.endpoints(), settings.passphrase.clone());
+    let outcome = instance_domain(domain, settings)
+        .and_then(|domain| apps_command(&client, io, &domain, AppKind::Webapp, command));
+    status(outcome, io)
+}
+
+/// Runs a `hearth konnectors` command, like [`execute_apps`]; `run` exits 1 when the
+/// konnector's job errored.
+pub fn execute_konnectors(
+    command: &KonnectorsCommand,
+    domain: Option<&str>,
+    settings: &Settings,
+    io: &mut Io<'_>,
+) -> u8 {
+    let client = AdminClient::new(settings.endpoints(), settings.passphrase.clone());
+    let outcome = instance_domain(domain, settings).and_then(|domain| match command {
+        KonnectorsCommand::App(c) => apps_command(&client, io, &domain, AppKind::Konnector, c),
+        KonnectorsCommand::Run(args) => run_konnector(&client, io, &domain, args),
+    });
+    status(outcome, io)
+}
+
+/// A slug given on the command line: not empty.
+fn slug_arg(slug: &str) -> Result<&str, Failure> {
+    match slug.trim() {
+        "" => Err(Failure::usage("the slug is empty")),
+        slug => Ok(slug),
+    }
+}
+
+/// A source given on the command line: `None` when absent or blank.
+fn source_arg(source: Option<&String>) -> Option<&str> {
+    source.map(|s| s.trim()).filter(|s| !s.is_empty())
+}
+
+fn apps_command(
+    client: &AdminClient,
+    io: &mut Io<'_>,
+    domain: &str,
+    kind: AppKind,
+    command: &AppsCommand,
+) -> Result<(), Failure> {
+    match command {
+        AppsCommand::Install(args) => {
+            let slug = slug_arg(&args.slug)?;
+            // The original's default: the stable channel of the registries.
+            let source = source_arg(args.source.as_ref())
+                .map_or_else(|| format!("registry://{slug}/stable"), str::to_owned);
+            let app = client
+                .install_app(domain, kind, slug, Some(&source))
+                .map_err(Failure::new)?;
+            print(io, &output::app_installed(slug, &app, domain))
+        }
+        AppsCommand::Update(args) => {
+            let slug = slug_arg(&args.slug)?;
+            let before = client.get_app(domain, kind, slug).map_err(Failure::new)?;
+            let after = client
+                .update_app(domain, kind, slug, source_arg(args.source.as_ref()))
+                .map_err(Failure::new)?;
+            print(io, &output::app_updated(slug, &before, &after))
+        }
+        AppsCommand::Uninstall(args) => {
+            let slug = slug_arg(&args.slug)?;
+            client
+                .uninstall_app(domain, kind, slug)
+                .map_err(Failure::new)?;
+            print(io, &format!("{slug} has been uninstalled\n"))
+        }
+        AppsCommand::Ls => {
+            let apps = client.list_apps(domain, kind).map_err(Failure::new)?;
+            print(io, &output::apps_table(&apps))
+        }
+        AppsCommand::Show(args) => {
+            let slug = slug_arg(&args.slug)?;
+            let app = client.get_app(domain, kind, slug).map_err(Failure::new)?;
+            print(io, &output::app(&app))
+        }
+    }
+}
+
+/// `konnectors run`: a `konnector` job with the konnector and its account, waited for.
+/// Without `--account-id`, the account of the konnector's triggers, as the original
+/// finds it (none: the konnector runs without an account).
+fn run_konnector(
+    client: &AdminClient,
+    io: &mut Io<'_>,
+    domain: &str,
+    args: &KonnectorRunArgs,
+) -> Result<(), Failure> {
+    let slug = slug_arg(&args.slug)?;
+    let account = match args.account_id.as_deref().map(str::trim) {
+        Some("") => return Err(Failure::usage("the account id is empty")),
+        Some(id) => Some(id.to_owned()),
+        None => {
+            let triggers = client.list_triggers(domain).map_err(Failure::new)?;
+            let mut accounts: Vec<String> = triggers
+                .iter()
+                .filter(|t| t.get("worker").and_then(|w| w.as_str()) == Some("konnector"))
+                .filter_map(|t| t.get("message"))
+                .filter(|m| m.get("konnector").and_then(|k| k.as_str()) == Some(slug))
+                .filter_map(|m| m.get("account").and_then(|a| a.as_str()))
+                .filter(|a| !a.is_empty())
+                .map(str::to_owned)
+                .collect();
+            accounts.sort();
+            accounts.dedup();
+            if accounts.len() > 1 {
+                return Err(Failure::new(
+                    "Found multiple konnectors with different accounts: use the --account-id flag",
+                ));
+            }
+            accounts.pop()
+        }
+    };
+    let mut message = serde_json::Map::new();
+    message.insert("konnector".into(), slug.into());
+    if let Some(account) = account {
+        message.insert("account".into(), account.into());
+    }
+    let arguments = serde_json::Value::Object(message).to_string();
+    let job = client
+        .push_job(domain, "konnector", &arguments, true)
+        .map_err(Failure::new)?;
+    finished(io, &job)
+}
+
+/// Prints a waited-for job; fails unless it is done.
+fn finished(io: &mut Io<'_>, job: &Job) -> Result<(), Failure> {
+    print(io, &output::job(job))?;
+    match job.state() {
+        "done" => Ok(()),
+        "errored" => Err(Failure::new(format!(
+            "the job errored: {}",
+            job.error().unwrap_or("no reason given")
+        ))),
+        state => Err(Failure::new(format!(
+            "the job {} is still {state}: the server stopped waiting for it",
+            job.id()
+        ))),
+    }
+}
+
+/// The domain of a `jobs`, `triggers`, `apps` or `konnectors` command: the flag, else `HEARTH_DOMAIN` or
 /// `COZY_DOMAIN`, checked like the other commands' domains.
 fn instance_domain(flag: Option<&str>, settings: &Settings) -> Result<String, Failure> {
     let domain = flag
@@ -150,18 +301,7 @@ fn run_job(
     let job = client
         .push_job(domain, &args.worker, arguments, true)
         .map_err(Failure::new)?;
-    print(io, &output::job(&job))?;
-    match job.state() {
-        "done" => Ok(()),
-        "errored" => Err(Failure::new(format!(
-            "the job errored: {}",
-            job.error().unwrap_or("no reason given")
-        ))),
-        state => Err(Failure::new(format!(
-            "the job {} is still {state}: the server stopped waiting for it",
-            job.id()
-        ))),
-    }
+    finished(io, &job)
 }
 
 fn status(outcome: Result<(), Failure>, io: &mut Io<'_>) -> u8 {
@@ -1200,6 +1340,206 @@ mod tests {
         assert_eq!(
             seen.recv().expect("request").line,
             "POST /instances/a.example/triggers/t1/launch"
+        );
+    }
+
+    #[derive(Debug, Parser)]
+    struct AppsTest {
+        #[command(flatten)]
+        args: crate::AppsArgs,
+    }
+
+    #[derive(Debug, Parser)]
+    struct KonnectorsTest {
+        #[command(flatten)]
+        args: crate::KonnectorsArgs,
+    }
+
+    /// Runs `hearth apps <args>` or `hearth konnectors <args>`: (status, stdout, stderr).
+    fn cli_apps(settings: &Settings, group: &str, args: &[&str]) -> (u8, String, String) {
+        let argv = std::iter::once(group).chain(args.iter().copied());
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut input: &[u8] = b"";
+        let mut io = Io {
+            out: &mut out,
+            err: &mut err,
+            input: &mut input,
+        };
+        let status = if group == "apps" {
+            let parsed = AppsTest::try_parse_from(argv).expect("arguments");
+            let domain = parsed.args.instance.domain.as_deref();
+            execute_apps(&parsed.args.command, domain, settings, &mut io)
+        } else {
+            let parsed = KonnectorsTest::try_parse_from(argv).expect("arguments");
+            let domain = parsed.args.instance.domain.as_deref();
+            execute_konnectors(&parsed.args.command, domain, settings, &mut io)
+        };
+        (
+            status,
+            String::from_utf8_lossy(&out).into_owned(),
+            String::from_utf8_lossy(&err).into_owned(),
+        )
+    }
+
+    const DEMO: &str = r#"{"_id":"io.cozy.apps/demo","_rev":"1-a","name":"Demo","slug":"demo","source":"registry://demo/stable","version":"1.0.0","state":"ready"}"#;
+
+    #[test]
+    fn apps_commands_send_kind_and_source() {
+        let demo2 = DEMO.replace("1.0.0", "1.1.0");
+        let (port, seen) = stand_in(vec![
+            (201, JSONAPI, DEMO.into()),
+            (200, JSONAPI, format!("[{DEMO}]")),
+            (200, JSONAPI, DEMO.into()),
+            (200, JSONAPI, demo2),
+            (200, JSONAPI, DEMO.into()),
+            (200, JSONAPI, String::new()),
+        ]);
+        let s = settings(port, 1);
+        let (status, out, err) =
+            cli_apps(&s, "apps", &["install", "demo", "--domain", "a.example"]);
+        assert_eq!((status, err.as_str()), (0, ""));
+        assert_eq!(out, "demo (1.0.0) has been installed on a.example\n");
+        assert_eq!(
+            seen.recv().expect("request").line,
+            "POST /instances/a.example/apps/demo?Kind=webapp&Source=registry%3A%2F%2Fdemo%2Fstable"
+        );
+        let (status, out, _) = cli_apps(&s, "apps", &["--domain", "a.example", "list"]);
+        assert_eq!(
+            (status, out.as_str()),
+            (0, "demo  registry://demo/stable  1.0.0  ready\n")
+        );
+        assert_eq!(
+            seen.recv().expect("request").line,
+            "GET /instances/a.example/apps?Kind=webapp"
+        );
+        let (status, out, err) = cli_apps(
+            &s,
+            "apps",
+            &[
+                "upgrade",
+                "demo",
+                "file:///srv/demo",
+                "--domain",
+                "a.example",
+            ],
+        );
+        assert_eq!((status, err.as_str()), (0, ""));
+        assert_eq!(out, "demo has been upgraded to 1.1.0\n");
+        assert_eq!(
+            seen.recv().expect("request").line,
+            "GET /instances/a.example/apps/demo?Kind=webapp"
+        );
+        assert_eq!(
+            seen.recv().expect("request").line,
+            "PUT /instances/a.example/apps/demo?Kind=webapp&Source=file%3A%2F%2F%2Fsrv%2Fdemo"
+        );
+        let (status, out, _) = cli_apps(&s, "apps", &["show", "demo", "--domain", "a.example"]);
+        assert_eq!(status, 0);
+        assert!(out.starts_with("{\n  \"name\": \"Demo\",\n"), "{out}");
+        seen.recv().expect("request");
+        let (status, out, _) = cli_apps(&s, "konnectors", &["rm", "demo", "--domain", "a.example"]);
+        assert_eq!((status, out.as_str()), (0, "demo has been uninstalled\n"));
+        assert_eq!(
+            seen.recv().expect("request").line,
+            "DELETE /instances/a.example/apps/demo?Kind=konnector"
+        );
+    }
+
+    #[test]
+    fn apps_refusals() {
+        let body = r#"{"errors":[{"status":"404","title":"Not Found","detail":"Application manifest is not reachable"}]}"#;
+        let (port, _seen) = stand_in(vec![(404, JSONAPI, body.into())]);
+        let s = settings(port, 1);
+        let (status, out, err) =
+            cli_apps(&s, "apps", &["install", "nope", "--domain", "a.example"]);
+        assert_eq!((status, out.as_str()), (1, ""));
+        assert_eq!(
+            err,
+            "Error: Not Found: Application manifest is not reachable\n"
+        );
+        // Refused before any request.
+        let closed = settings(closed_port(), 1);
+        let (status, _, err) = cli_apps(&closed, "apps", &["ls"]);
+        assert_eq!(status, 2);
+        assert!(err.contains("--domain"), "{err}");
+        let (status, _, err) = cli_apps(
+            &closed,
+            "konnectors",
+            &["install", "", "--domain", "a.example"],
+        );
+        assert_eq!((status, err.as_str()), (2, "Error: the slug is empty\n"));
+    }
+
+    #[test]
+    fn konnectors_run_finds_the_account() {
+        let triggers = r#"[
+            {"_id":"t1","worker":"konnector","message":{"konnector":"demo","account":"acc1"}},
+            {"_id":"t2","worker":"konnector","message":{"konnector":"other","account":"acc2"}},
+            {"_id":"t3","worker":"log","message":{"konnector":"demo","account":"acc3"}}
+        ]"#;
+        let job = r#"{"_id":"j1","worker":"konnector","message":{"konnector":"demo","account":"acc1"},"state":"done"}"#;
+        let (port, seen) = stand_in(vec![
+            (200, JSONAPI, triggers.into()),
+            (202, JSONAPI, job.into()),
+            (
+                202,
+                JSONAPI,
+                r#"{"_id":"j2","state":"errored","error":"LOGIN_FAILED"}"#.into(),
+            ),
+        ]);
+        let s = settings(port, 1);
+        let (status, out, err) =
+            cli_apps(&s, "konnectors", &["run", "demo", "--domain", "a.example"]);
+        assert_eq!((status, err.as_str()), (0, ""));
+        assert!(out.contains("\"state\": \"done\""), "{out}");
+        assert_eq!(
+            seen.recv().expect("request").line,
+            "GET /instances/a.example/triggers"
+        );
+        let push = seen.recv().expect("request");
+        assert_eq!(
+            push.line,
+            "POST /instances/a.example/jobs/queue/konnector?wait=true"
+        );
+        assert_eq!(push.body, r#"{"konnector":"demo","account":"acc1"}"#);
+        // With --account-id: no lookup.
+        let (status, _, err) = cli_apps(
+            &s,
+            "konnectors",
+            &[
+                "run",
+                "demo",
+                "--account-id",
+                "acc9",
+                "--domain",
+                "a.example",
+            ],
+        );
+        assert_eq!(
+            (status, err.as_str()),
+            (1, "Error: the job errored: LOGIN_FAILED\n")
+        );
+        assert_eq!(
+            seen.recv().expect("request").body,
+            r#"{"konnector":"demo","account":"acc9"}"#
+        );
+
+        let two = r#"[
+            {"worker":"konnector","message":{"konnector":"demo","account":"a"}},
+            {"worker":"konnector","message":{"konnector":"demo","account":"b"}}
+        ]"#;
+        let (port, _seen) = stand_in(vec![(200, JSONAPI, two.into())]);
+        let (status, _, err) = cli_apps(
+            &settings(port, 1),
+            "konnectors",
+            &["run", "demo", "--domain", "a.example"],
+        );
+        assert_eq!(
+            (status, err.as_str()),
+            (
+                1,
+                "Error: Found multiple konnectors with different accounts: use the --account-id flag\n"
+            )
         );
     }
 }

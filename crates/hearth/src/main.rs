@@ -54,6 +54,13 @@ enum Command {
     /// List and launch the triggers of an instance through the admin API
     #[command(visible_alias = "trigger")]
     Triggers(Box<hearth_cli::TriggersArgs>),
+    /// Install, update, list and remove the web apps of an instance through the admin API
+    #[command(visible_alias = "app")]
+    Apps(Box<hearth_cli::AppsArgs>),
+    /// Install, update, list, remove and run the konnectors of an instance through the
+    /// admin API
+    #[command(visible_alias = "konnector")]
+    Konnectors(Box<hearth_cli::KonnectorsArgs>),
 }
 
 /// Flags override the configuration file and the HEARTH_* variables.
@@ -142,5 +149,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => Ok(hearth_cli::run_check(*args)),
         Command::Jobs(args) => Ok(hearth_cli::run_jobs(*args)),
         Command::Triggers(args) => Ok(hearth_cli::run_triggers(*args)),
+        Command::Apps(args) => Ok(hearth_cli::run_apps(*args)),
+        Command::Konnectors(args) => Ok(hearth_cli::run_konnectors(*args)),
     }
 }

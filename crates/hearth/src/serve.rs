@@ -114,7 +114,8 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
         .with_body_limit(body_limit)
         .with_admin_auth(admin_auth(config))
         .with_login_failures_per_hour(config.auth.login_failures_per_hour)
-        .with_jobs(jobs_config(&config.jobs), mailer);
+        .with_jobs(jobs_config(&config.jobs), mailer)
+        .with_apps(config.registries.clone(), konnectors_cmd(config));
     state
         .start()
         .await
@@ -227,6 +228,18 @@ fn jobs_config(j: &crate::config::JobsConfig) -> hearth_jobs::JobsConfig {
             })
             .collect(),
         ..hearth_jobs::JobsConfig::default()
+    }
+}
+
+/// `konnectors.cmd` as the jobs run it: a path with a `/` made absolute (the command
+/// runs in the konnector's directory), a bare name left to the `PATH` lookup.
+fn konnectors_cmd(config: &crate::config::Config) -> Option<std::path::PathBuf> {
+    let cmd = config.konnectors.cmd.as_deref()?;
+    let path = std::path::Path::new(cmd);
+    if cmd.contains('/') {
+        Some(std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
+    } else {
+        Some(path.to_path_buf())
     }
 }
 

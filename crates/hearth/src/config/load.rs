@@ -541,13 +541,24 @@ fn validate(
     })?;
     for (context, urls) in &config.registries {
         for url in urls {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
+            let local = url
+                .strip_prefix("file://")
+                .is_some_and(|path| path.starts_with('/'));
+            if !(url.starts_with("http://") || url.starts_with("https://") || local) {
                 return Err(err(
                     &format!("registries.{context}"),
-                    format!("{url:?} is not an http:// or https:// URL"),
+                    format!("{url:?} is not an http://, https:// or file:///<directory> URL"),
                 ));
             }
         }
+    }
+    if config
+        .konnectors
+        .cmd
+        .as_deref()
+        .is_some_and(|c| c.trim().is_empty())
+    {
+        config.konnectors.cmd = None;
     }
     Ok(Loaded {
         config,
@@ -683,6 +694,53 @@ mod tests {
         assert_eq!(c.database.synchronous, Synchronous::Normal);
         assert_eq!(c.registries["default"], ["https://apps.example.net/"]);
         assert_eq!(c.limits.body_bytes, 1024);
+    }
+
+    #[test]
+    fn konnectors_cmd_and_local_registries() {
+        let input = LoadInput {
+            env: env(&[
+                ("HEARTH_KONNECTORS_CMD", "/usr/local/bin/konnector-node-run"),
+                (
+                    "HEARTH_REGISTRIES",
+                    "{default: [file:///srv/registry, https://apps.example.net/]}",
+                ),
+            ]),
+            ..LoadInput::default()
+        };
+        let loaded = load(&input).expect("load");
+        assert_eq!(
+            loaded.config.konnectors.cmd.as_deref(),
+            Some("/usr/local/bin/konnector-node-run")
+        );
+        assert_eq!(
+            loaded.sources.get("konnectors.cmd"),
+            &Source::Env("HEARTH_KONNECTORS_CMD".into())
+        );
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        assert_eq!(
+            load(&LoadInput::default())
+                .expect("load")
+                .config
+                .konnectors
+                .cmd,
+            None
+        );
+        let blank = LoadInput {
+            env: env(&[("HEARTH_KONNECTORS_CMD", " ")]),
+            ..LoadInput::default()
+        };
+        assert_eq!(load(&blank).expect("load").config.konnectors.cmd, None);
+        for bad in ["file://relative/dir", "ftp://x"] {
+            let input = LoadInput {
+                env: env(&[("HEARTH_REGISTRIES", &format!("{{default: [{bad}]}}"))]),
+                ..LoadInput::default()
+            };
+            assert!(
+                load_err(&input).starts_with("HEARTH_REGISTRIES: registries.default: "),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

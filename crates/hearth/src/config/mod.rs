@@ -54,8 +54,13 @@ pub struct Config {
     /// Configuration profiles by context name, free-form; the `default` context
     /// applies to instances whose context is empty or not configured.
     pub contexts: BTreeMap<String, serde_norway::Mapping>,
-    /// App registries by context name, each a list of URLs searched in order.
+    /// App registries by context name, each a list of URLs searched in order: an
+    /// instance looks in its context's list, then in `default`'s. A URL is an HTTP
+    /// registry (`https://apps-registry.cozycloud.cc/`) or a local directory laid out
+    /// like one (`file:///srv/registry`: `registry/<slug>/<channel>/latest`…).
     pub registries: BTreeMap<String, Vec<String>>,
+    /// Konnectors.
+    pub konnectors: KonnectorsConfig,
     /// Logging.
     pub log: LogConfig,
     /// Limits on requests.
@@ -166,6 +171,18 @@ pub struct WorkerConfig {
     pub timeout: Option<u64>,
 }
 
+/// `konnectors.*`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KonnectorsConfig {
+    /// The command that runs a konnector (the Cozy stack's `konnectors.cmd`), called
+    /// with the konnector's directory as its one argument, in that directory, with only
+    /// `PATH` and the `COZY_*` variables in its environment; e.g. a script running
+    /// `node <dir>`. A relative path is relative to the working directory. Unset:
+    /// konnector jobs fail with "konnectors.cmd is not configured".
+    pub cmd: Option<String>,
+}
+
 /// `log.*`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -234,6 +251,7 @@ impl Config {
             },
             contexts: BTreeMap::new(),
             registries: BTreeMap::new(),
+            konnectors: KonnectorsConfig { cmd: None },
             log: LogConfig {
                 level: "info".into(),
             },

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `hearth` binary, run from outside as a person or a service
 //! manager would: exit codes, messages, `config` subcommands and `serve`.
 
+mod apps;
 mod cli;
 mod instances_cli;
 mod jobs;

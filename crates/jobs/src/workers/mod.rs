@@ -1,6 +1,7 @@
 //! The built-in workers and their default limits.
 
 mod basic;
+pub mod konnector;
 mod sendmail;
 mod thumbnail;
 
@@ -42,8 +43,9 @@ fn limits(
     }
 }
 
-/// Registers `log`, `sendmail`, `thumbnail`, `trash-files` and `clean-sessions`, and
-/// the internal trigger that makes thumbnails of images.
+/// Registers `log`, `sendmail`, `thumbnail`, `trash-files`, `clean-sessions`,
+/// `konnector` and `account-deleted`, and the internal triggers that make thumbnails
+/// of images and run the `on_delete_account` hook of konnectors.
 pub fn register(jobs: &Jobs, b: &Builtins) {
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
     jobs.register("log", Arc::new(basic::Log), limits(4, 1, 10, false));
@@ -72,6 +74,33 @@ pub fn register(jobs: &Jobs, b: &Builtins) {
         }),
         limits(1, 2, 60, true),
     );
+    let konnectors = Arc::new(konnector::KonnectorRunner::new(
+        b.instances.clone(),
+        b.apps.clone(),
+        b.konnectors_cmd.clone(),
+    ));
+    jobs.register(
+        "konnector",
+        Arc::new(konnector::Konnector(konnectors.clone())),
+        limits(2, 2, 300, false),
+    );
+    // `COZY_TIME_LIMIT` announces the timeout the operator may have changed.
+    if let Some((_, l)) = jobs
+        .worker_types()
+        .into_iter()
+        .find(|(name, _)| name == "konnector")
+    {
+        konnectors.set_timeout(l.timeout);
+    }
+    jobs.register(
+        "account-deleted",
+        Arc::new(konnector::AccountDeleted(konnectors)),
+        limits(2, 2, 300, true),
+    );
+    // A deleted account: its konnector's `on_delete_account` hook, if it has one.
+    if let Ok(deleted) = EventRule::parse("io.cozy.accounts:DELETED") {
+        jobs.add_internal_trigger(vec![deleted], "account-deleted");
+    }
     // Thumbnails of images: on creation, on a new content, and removed with them.
     if let (Ok(images), Ok(content)) = (
         EventRule::parse("io.cozy.files:CREATED,UPDATED,DELETED:image:class"),
