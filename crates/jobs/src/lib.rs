@@ -18,6 +18,7 @@
 //! websocket like any other document event.
 
 pub mod broker;
+mod cleanup;
 pub mod cron;
 pub mod duration;
 pub mod model;
@@ -148,6 +149,8 @@ pub struct JobsConfig {
     /// The first retry's delay; each next one doubles, up to `max_retry_delay`.
     pub retry_delay: Duration,
     pub max_retry_delay: Duration,
+    /// How long the documents of finished jobs are kept.
+    pub keep_finished: Duration,
     /// Per worker type.
     pub workers: BTreeMap<String, LimitsOverride>,
 }
@@ -157,6 +160,7 @@ impl Default for JobsConfig {
         Self {
             retry_delay: Duration::from_secs(10),
             max_retry_delay: Duration::from_secs(3600),
+            keep_finished: Duration::from_secs(30 * 24 * 3600),
             workers: BTreeMap::new(),
         }
     }

@@ -44,6 +44,7 @@ impl Jobs {
                 });
             }
         }
+        self.spawn_cleanup();
         self.start_scheduler().await
     }
 

@@ -775,3 +775,45 @@ async fn job_state_changes_reach_the_realtime_websocket() {
     }
     assert_eq!(states, ["queued", "running", "done"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_jobs_are_cleaned_after_their_retention() {
+    let smtp = TestSmtpServer::start().await.unwrap();
+    let jobs = JobsConfig {
+        keep_finished: Duration::ZERO,
+        ..JobsConfig::default()
+    };
+    let e = started_env(|state| {
+        let outbox = state.instances.fs_root().join("outbox");
+        state.with_jobs(jobs, Mailer::new(smtp.config(), outbox).unwrap())
+    })
+    .await;
+    let a = client(&e, "a.localhost", "").await;
+    let done = a.push("log", json!({}), Value::Null).await.json()["data"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    a.finished(&done).await;
+    // A job still queued is kept whatever its age: a @client job never runs here.
+    let res = a
+        .trigger(json!({"type": "@client", "arguments": "", "worker": "client"}))
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+    let client_trigger = res.json()["data"]["id"].as_str().unwrap().to_owned();
+    let res = a
+        .call(
+            Method::POST,
+            &format!("/jobs/triggers/{client_trigger}/launch"),
+            Value::Null,
+        )
+        .await;
+    let pending = res.json()["data"]["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let inst = e.state.instances.get_str("a.localhost").await.unwrap();
+    assert_eq!(e.state.jobs.clean_finished(&inst).await.unwrap(), 1);
+    let res = a
+        .call(Method::GET, &format!("/jobs/{done}"), Value::Null)
+        .await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND);
+    assert_eq!(a.job(&pending).await["attributes"]["state"], "queued");
+}
