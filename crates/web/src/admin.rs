@@ -356,14 +356,12 @@ async fn create_instance(
             let (state, created) = (&state, &created);
             async move {
                 let source = format!("registry://{slug}/stable");
-                match state
-                    .apps
-                    .install(created, AppKind::Webapp, slug, Some(&source))
+                match crate::apps::install(state, created, AppKind::Webapp, slug, Some(&source))
                     .await
                 {
                     Ok(_) => None,
                     Err(e) => {
-                        tracing::warn!(domain = %created.domain, slug, error = %e, "app not installed at creation");
+                        tracing::warn!(domain = %created.domain, slug, error = %e.detail, "app not installed at creation");
                         Some(slug.clone())
                     }
                 }
@@ -593,10 +591,7 @@ async fn install_app(
 ) -> Result<Response, ApiError> {
     let kind = parse_kind(param(&q, &["Kind"]))?;
     let i = state.instances.get_str(&domain).await?;
-    let app = state
-        .apps
-        .install(&i, kind, &slug, param(&q, &["Source"]))
-        .await?;
+    let app = crate::apps::install(&state, &i, kind, &slug, param(&q, &["Source"])).await?;
     Ok(jsonapi(StatusCode::CREATED, Value::Object(app.doc)))
 }
 
@@ -608,10 +603,7 @@ async fn update_app(
 ) -> Result<Response, ApiError> {
     let kind = parse_kind(param(&q, &["Kind"]))?;
     let i = state.instances.get_str(&domain).await?;
-    let app = state
-        .apps
-        .update(&i, kind, &slug, param(&q, &["Source"]))
-        .await?;
+    let app = crate::apps::update(&state, &i, kind, &slug, param(&q, &["Source"])).await?;
     Ok(jsonapi(StatusCode::OK, Value::Object(app.doc)))
 }
 

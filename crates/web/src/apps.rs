@@ -2,8 +2,14 @@
 //! install, update and uninstall, and the icons. Resources are JSON:API objects whose
 //! id is the document id (`io.cozy.apps/<slug>`); errors of the apps service map onto
 //! statuses in [`From<AppsError> for ApiError`].
+//!
+//! Every install, update and uninstall (these routes, the admin API's, `Apps=` at an
+//! instance's creation) goes through [`install`], [`update`] and [`uninstall`] here,
+//! which also keep a web app's service triggers in line with its manifest's
+//! `services` (see [`schedule_services`]).
 
 use std::collections::HashMap;
+use std::path::{Component, Path as FsPath};
 
 use axum::{
     Router,
@@ -13,7 +19,9 @@ use axum::{
     routing::get,
 };
 use hearth_apps::{AppKind, AppsError, InstalledApp};
+use hearth_core::JsonMap;
 use hearth_instances::Instance;
+use hearth_jobs::{JobsError, Schedule, Trigger, TriggerRequest};
 use serde_json::{Value, json};
 
 use crate::{AppState, Inst, Perm, error::ApiError, instance::scheme_for, serve_app};
@@ -303,17 +311,14 @@ fn wants_stream(headers: &HeaderMap) -> bool {
 /// `state` event with the resource, or an `error` event with the message (status 200
 /// either way, as in the original). Hearth installs before answering, so the one state
 /// is the final one.
-fn changed(headers: &HeaderMap, result: Result<InstalledApp, AppsError>) -> Response {
+fn changed(headers: &HeaderMap, result: Result<InstalledApp, ApiError>) -> Response {
     if wants_stream(headers) {
         let frame = match result {
             Ok(app) => format!(
                 "event: state\r\ndata: {}\r\n\r\n",
                 json!({"data": resource(&app, None)})
             ),
-            Err(e) => {
-                let detail = ApiError::from(e).detail;
-                format!("event: error\r\ndata: {}\r\n\r\n", json!(detail))
-            }
+            Err(e) => format!("event: error\r\ndata: {}\r\n\r\n", json!(e.detail)),
         };
         return (
             StatusCode::OK,
@@ -327,7 +332,7 @@ fn changed(headers: &HeaderMap, result: Result<InstalledApp, AppsError>) -> Resp
     }
     match result {
         Ok(app) => jsonapi(StatusCode::ACCEPTED, json!({"data": resource(&app, None)})),
-        Err(e) => ApiError::from(e).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -347,7 +352,7 @@ async fn install_app(
     if !may_change(&perm, "POST", kind, Some(&source)) {
         return ApiError::forbidden("Forbidden").into_response();
     }
-    let result = state.apps.install(&i, kind, &slug, Some(&source)).await;
+    let result = install(&state, &i, kind, &slug, Some(&source)).await;
     changed(&headers, result)
 }
 
@@ -365,7 +370,7 @@ async fn update_app(
     if !may_change(&perm, "PUT", kind, source) {
         return ApiError::forbidden("Forbidden").into_response();
     }
-    let result = state.apps.update(&i, kind, &slug, source).await;
+    let result = update(&state, &i, kind, &slug, source).await;
     changed(&headers, result)
 }
 
@@ -385,6 +390,203 @@ async fn uninstall_app(
         StatusCode::OK,
         json!({"data": resource(&app, None)}),
     ))
+}
+
+/// Installs an app (`source` `None`: `registry://<slug>/stable`) and, for a web app,
+/// creates its services' triggers. A web app whose services cannot all be scheduled
+/// (a bad `trigger`, `debounce` or `file`) is refused: it is uninstalled again and the
+/// answer is a 400 naming the service, so nothing half-installed remains.
+pub(crate) async fn install(
+    state: &AppState,
+    i: &Instance,
+    kind: AppKind,
+    slug: &str,
+    source: Option<&str>,
+) -> Result<InstalledApp, ApiError> {
+    let app = state.apps.install(i, kind, slug, source).await?;
+    if kind == AppKind::Webapp
+        && let Err(e) = schedule_services(state, i, &app, true).await
+    {
+        if let Err(u) = uninstall(state, i, kind, slug).await {
+            tracing::error!(domain = %i.domain, slug, error = %u.detail, "cannot uninstall an app refused for its services");
+        }
+        return Err(e);
+    }
+    Ok(app)
+}
+
+/// Updates an app from its source (or `source`) and, for a web app, brings its
+/// service triggers in line with the new manifest. The update itself cannot be undone
+/// once its files are in place: when a service of the new manifest cannot be
+/// scheduled, the app stays updated with the triggers of its valid services only, and
+/// the answer is a 400 naming the service.
+pub(crate) async fn update(
+    state: &AppState,
+    i: &Instance,
+    kind: AppKind,
+    slug: &str,
+    source: Option<&str>,
+) -> Result<InstalledApp, ApiError> {
+    let app = state.apps.update(i, kind, slug, source).await?;
+    if kind == AppKind::Webapp {
+        schedule_services(state, i, &app, false).await?;
+    }
+    Ok(app)
+}
+
+/// The message of a service's trigger (the Cozy stack's): `{"slug", "name"}`.
+fn service_message(slug: &str, name: &str) -> Value {
+    json!({"slug": slug, "name": name})
+}
+
+/// The triggers a web app's `services` ask for, and what is wrong with the others.
+///
+/// `services` maps a name to `{"type": "node", "file": <path in the app>, "trigger":
+/// "<type> <arguments>", "debounce"?: <duration>}`. A service without a trigger (or
+/// with exactly `@at 2000-01-01T00:00:00.000Z`, the Cozy stack's "on demand") gets
+/// none. Its `file` must be a file of the app; its trigger one Hearth can schedule; a
+/// `debounce` is a Go duration, kept for `@event` triggers only (the only ones it
+/// applies to).
+fn service_triggers(
+    slug: &str,
+    manifest: &JsonMap,
+    app_dir: &FsPath,
+) -> (Vec<(String, TriggerRequest)>, Vec<String>) {
+    let (mut wanted, mut errors) = (Vec::new(), Vec::new());
+    let services = match manifest.get("services") {
+        None | Some(Value::Null) => return (wanted, errors),
+        Some(Value::Object(s)) => s,
+        Some(_) => {
+            errors.push("services must be an object".to_owned());
+            return (wanted, errors);
+        }
+    };
+    for (name, service) in services {
+        match service_trigger(slug, name, service, app_dir) {
+            Ok(Some(req)) => wanted.push((name.clone(), req)),
+            Ok(None) => {}
+            Err(e) => errors.push(format!("service {name:?}: {e}")),
+        }
+    }
+    (wanted, errors)
+}
+
+fn service_trigger(
+    slug: &str,
+    name: &str,
+    service: &Value,
+    app_dir: &FsPath,
+) -> Result<Option<TriggerRequest>, String> {
+    let service = service
+        .as_object()
+        .ok_or("must be an object with a file and a trigger")?;
+    let file = match service.get("file") {
+        Some(Value::String(f)) if !f.trim().is_empty() => f.trim(),
+        _ => return Err("no file".to_owned()),
+    };
+    let inside = FsPath::new(file)
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    if !inside || !std::fs::symlink_metadata(app_dir.join(file)).is_ok_and(|m| m.is_file()) {
+        return Err(format!("no file {file:?} in the app"));
+    }
+    let trigger = match service.get("trigger") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(t)) => t.trim(),
+        Some(_) => return Err("trigger must be a string".to_owned()),
+    };
+    if trigger.is_empty() || trigger == "@at 2000-01-01T00:00:00.000Z" {
+        return Ok(None);
+    }
+    let (kind, arguments) = trigger
+        .split_once(char::is_whitespace)
+        .map_or((trigger, ""), |(k, a)| (k, a.trim()));
+    let schedule = Schedule::parse(kind, arguments)
+        .map_err(|e| format!("invalid trigger {trigger:?}: {e}"))?;
+    let debounce = match service.get("debounce") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(d)) if d.trim().is_empty() => None,
+        Some(Value::String(d)) => {
+            hearth_jobs::duration::parse(d.trim())
+                .map_err(|e| format!("invalid debounce {d:?}: {e}"))?;
+            Some(d.trim().to_owned())
+        }
+        Some(_) => return Err("debounce must be a string".to_owned()),
+    }
+    .filter(|_| matches!(schedule, Schedule::Event(_)));
+    Ok(Some(TriggerRequest {
+        kind: kind.to_owned(),
+        arguments: arguments.to_owned(),
+        worker: "service".to_owned(),
+        message: service_message(slug, name),
+        options: None,
+        debounce,
+    }))
+}
+
+/// Whether an existing trigger is the one a service asks for.
+fn same_trigger(t: &Trigger, req: &TriggerRequest) -> bool {
+    t.kind == req.kind
+        && t.arguments.trim() == req.arguments
+        && t.debounce.as_deref().filter(|d| !d.is_empty()) == req.debounce.as_deref()
+        && t.message == req.message
+}
+
+/// Brings a web app's service triggers (worker `service`, `message.slug` its slug) in
+/// line with its manifest, as the Cozy stack does on install and update: services are
+/// matched by name, an unchanged trigger is kept, the others are deleted, and the
+/// missing ones created. Every service is checked first; an error names the service
+/// (400): with `all_or_nothing` before any trigger is touched, otherwise after the
+/// valid ones are scheduled.
+pub(crate) async fn schedule_services(
+    state: &AppState,
+    i: &Instance,
+    app: &InstalledApp,
+    all_or_nothing: bool,
+) -> Result<(), ApiError> {
+    let slug = app.slug.as_str();
+    let app_dir = state.apps.app_dir(i, AppKind::Webapp, slug);
+    let (wanted, mut errors) = service_triggers(slug, &app.manifest.raw, &app_dir);
+    if all_or_nothing && !errors.is_empty() {
+        return Err(invalid_services(&errors));
+    }
+    let existing: Vec<Trigger> = state
+        .jobs
+        .list_triggers(i, &["service".to_owned()], &[])
+        .await?
+        .into_iter()
+        .filter(|t| t.message.get("slug").and_then(Value::as_str) == Some(slug))
+        .collect();
+    let mut to_create: Vec<&(String, TriggerRequest)> = wanted.iter().collect();
+    for t in &existing {
+        if let Some(pos) = to_create.iter().position(|(_, req)| same_trigger(t, req)) {
+            to_create.remove(pos);
+            continue;
+        }
+        match state.jobs.delete_trigger(i, &t.id).await {
+            Ok(()) | Err(JobsError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for (name, req) in to_create {
+        match state.jobs.add_trigger(i, req.clone(), true).await {
+            Ok(t) => {
+                tracing::info!(domain = %i.domain, slug, service = %name, trigger = %t.id, "service trigger created");
+            }
+            Err(JobsError::Invalid(m)) => errors.push(format!("service {name:?}: {m}")),
+            Err(e @ JobsError::BadDebounce(_)) => errors.push(format!("service {name:?}: {e}")),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid_services(&errors))
+    }
+}
+
+fn invalid_services(errors: &[String]) -> ApiError {
+    ApiError::bad_request(format!("Invalid manifest: {}", errors.join("; ")))
 }
 
 /// Uninstalls an app and deletes its triggers: a web app's service triggers (worker
@@ -477,6 +679,90 @@ async fn icon(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn services_to_triggers() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("svc")).unwrap();
+        std::fs::write(dir.path().join("svc/a.js"), "").unwrap();
+        let manifest = |services: Value| json!({"services": services}).as_object().unwrap().clone();
+        let run = |services: Value| service_triggers("app", &manifest(services), dir.path());
+
+        let (wanted, errors) = run(json!({
+            "ev": {"type": "node", "file": "svc/a.js", "trigger": "  @event  io.cozy.todos:CREATED ", "debounce": "1m"},
+            "cron": {"file": "./svc/a.js", "trigger": "@cron 0 0 * * * *", "debounce": "5s"},
+            "manual": {"file": "svc/a.js"},
+            "legacy": {"file": "svc/a.js", "trigger": "@at 2000-01-01T00:00:00.000Z"},
+            "empty": {"file": "svc/a.js", "trigger": ""},
+        }));
+        assert!(errors.is_empty(), "{errors:?}");
+        let names: Vec<&str> = wanted.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["ev", "cron"]);
+        let ev = &wanted[0].1;
+        assert_eq!(
+            (
+                ev.kind.as_str(),
+                ev.arguments.as_str(),
+                ev.debounce.as_deref()
+            ),
+            ("@event", "io.cozy.todos:CREATED", Some("1m"))
+        );
+        assert_eq!(ev.worker, "service");
+        assert_eq!(ev.message, json!({"slug": "app", "name": "ev"}));
+        // A debounce only applies to @event triggers.
+        assert_eq!(wanted[1].1.debounce, None);
+        let (wanted, errors) = run(Value::Null);
+        assert!(wanted.is_empty() && errors.is_empty());
+
+        for (services, wrong) in [
+            (
+                json!({"x": {"file": "svc/a.js", "trigger": "@cron nope"}}),
+                "invalid trigger",
+            ),
+            (
+                json!({"x": {"file": "svc/a.js", "trigger": "@sometimes"}}),
+                "invalid trigger",
+            ),
+            (
+                json!({"x": {"file": "svc/a.js", "trigger": "@event"}}),
+                "invalid trigger",
+            ),
+            (
+                json!({"x": {"file": "svc/a.js", "trigger": "@event io.cozy.todos", "debounce": "soon"}}),
+                "invalid debounce",
+            ),
+            (
+                json!({"x": {"file": "svc/b.js", "trigger": "@daily"}}),
+                "no file",
+            ),
+            (
+                json!({"x": {"file": "../svc/a.js", "trigger": "@daily"}}),
+                "no file",
+            ),
+            (
+                json!({"x": {"file": "/etc/passwd", "trigger": "@daily"}}),
+                "no file",
+            ),
+            (
+                json!({"x": {"file": "svc", "trigger": "@daily"}}),
+                "no file",
+            ),
+            (json!({"x": {"trigger": "@daily"}}), "no file"),
+            (
+                json!({"x": {"file": "svc/a.js", "trigger": 3}}),
+                "must be a string",
+            ),
+            (json!({"x": "svc/a.js"}), "must be an object"),
+        ] {
+            let (wanted, errors) = run(services.clone());
+            assert!(wanted.is_empty(), "{services}");
+            assert_eq!(errors.len(), 1, "{services}: {errors:?}");
+            assert!(errors[0].starts_with("service \"x\": "), "{errors:?}");
+            assert!(errors[0].contains(wrong), "{services}: {errors:?}");
+        }
+        let (_, errors) = run(json!(["x"]));
+        assert_eq!(errors, ["services must be an object"]);
+    }
 
     #[test]
     fn kinds_and_errors() {

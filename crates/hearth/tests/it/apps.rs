@@ -2,10 +2,12 @@
 //! registry built from `tests/fixtures` (`make-registry.sh`) and the fixtures'
 //! `konnector-node-run.sh` as `konnectors.cmd`; `hearth instances add --apps`,
 //! `hearth apps …` and `hearth konnectors …` against it; the demo konnector run with
-//! an account, failing with LOGIN_FAILED, and its `on_delete_account` hook.
+//! an account, failing with LOGIN_FAILED, and its `on_delete_account` hook; the demo
+//! app's service run by its `@event` trigger, service triggers kept in line with the
+//! manifest on install, update and uninstall, and manifests with a bad service refused.
 //!
-//! The konnector parts need `node` (20 or later, for `fetch`). Without it they fail
-//! with a message saying so, unless `HEARTH_SKIP_NODE_TESTS=1`.
+//! The konnector and service runs need `node` (20 or later, for `fetch`). Without it
+//! they fail with a message saying so, unless `HEARTH_SKIP_NODE_TESTS=1`.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -232,6 +234,19 @@ fn config(registry: &Path, konnectors_cmd: Option<&Path>) -> String {
     text
 }
 
+/// The service triggers of `slug` (`hearth triggers ls`: worker `service`,
+/// `message.slug`).
+fn service_triggers(server: &Server, domain: &str, slug: &str) -> Vec<Value> {
+    let out = server.ok("triggers", &["ls", "--domain", domain]);
+    let list: Value = serde_json::from_str(&out).expect("triggers ls prints a JSON array");
+    list.as_array()
+        .expect("an array")
+        .iter()
+        .filter(|t| t["worker"] == "service" && t["message"]["slug"] == slug)
+        .cloned()
+        .collect()
+}
+
 /// The row of `slug` in an `apps ls` listing, split on white space.
 fn ls_row(listing: &str, slug: &str) -> Option<Vec<String>> {
     listing
@@ -283,6 +298,16 @@ fn apps_and_konnectors_from_a_local_registry() {
     assert_eq!(listing.lines().count(), 1, "{listing}");
     assert!(apps_dir.join("apps/demo/manifest.webapp").is_file());
     assert!(apps_dir.join("apps/demo/index.html").is_file());
+    // Installed at creation, its service has its trigger.
+    let triggers = service_triggers(&server, domain, "demo");
+    assert_eq!(triggers.len(), 1, "{triggers:?}");
+    assert_eq!(triggers[0]["type"], "@event");
+    assert_eq!(triggers[0]["arguments"], "io.cozy.todos:CREATED");
+    assert_eq!(
+        triggers[0]["message"],
+        json!({"slug": "demo", "name": "onTodo"})
+    );
+    let service_trigger = triggers[0]["_id"].as_str().expect("trigger id").to_owned();
 
     let shown: Value =
         serde_json::from_str(&server.ok("apps", &["show", "demo", "--domain", domain]))
@@ -334,12 +359,16 @@ fn apps_and_konnectors_from_a_local_registry() {
             .is_file()
     );
 
-    // Updating to the same version changes nothing.
+    // Updating to the same version changes nothing, the service's trigger included.
     let out = server.ok("apps", &["update", "demo", "--domain", domain]);
     assert_eq!(out, "demo is already up-to-date at 1.0.0\n");
+    let triggers = service_triggers(&server, domain, "demo");
+    assert_eq!(triggers.len(), 1, "{triggers:?}");
+    assert_eq!(triggers[0]["_id"], service_trigger.as_str());
 
     if node_available() {
         konnector_runs(&server, domain);
+        service_runs(&server, domain, &service_trigger);
     }
 
     // Uninstall: gone from the listing, its files removed.
@@ -350,6 +379,9 @@ fn apps_and_konnectors_from_a_local_registry() {
     assert!(!apps_dir.join("apps/demo").exists());
     let out = server.cli("apps", &["show", "demo", "--domain", domain]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    // And its service's trigger with it.
+    let triggers = service_triggers(&server, domain, "demo");
+    assert!(triggers.is_empty(), "{triggers:?}");
     let out = server.ok(
         "konnectors",
         &["uninstall", "demo-konnector", "--domain", domain],
@@ -501,6 +533,241 @@ fn konnector_runs(server: &Server, domain: &str) {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// The demo app's service: creating a todo fires its `@event` trigger, and the
+/// service, run by node with the app's token, records the todo.
+fn service_runs(server: &Server, domain: &str, trigger_id: &str) {
+    let token = server.token(
+        domain,
+        &["io.cozy.todos", "io.cozy.demo.services", "io.cozy.jobs"],
+    );
+    let (status, created) = server.api(
+        domain,
+        &token,
+        "POST",
+        "/data/io.cozy.todos/",
+        &json!({"title": "Water the plants", "done": false}).to_string(),
+    );
+    assert_eq!(status, 201, "{created}");
+    let todo = created["id"].as_str().expect("todo id").to_owned();
+
+    let deadline = Instant::now() + PATIENCE;
+    let record = loop {
+        let records = server.docs(domain, &token, "io.cozy.demo.services");
+        if let Some(r) = records.iter().find(|r| r["todo"] == todo.as_str()) {
+            break r.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the service did not record the todo: {records:?}\n{}",
+            tail(&server.log())
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(record["service"], "onTodo", "{record}");
+    assert_eq!(
+        record["title"], "Water the plants",
+        "COZY_COUCH_DOC: {record}"
+    );
+    assert_eq!(record["trigger"], trigger_id, "COZY_TRIGGER_ID: {record}");
+    assert_eq!(record["locale"], "en", "COZY_LOCALE: {record}");
+    // Its job: worker `service`, the trigger's message, done.
+    let job_id = record["job"].as_str().expect("COZY_JOB_ID").to_owned();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (status, job) = server.api(domain, &token, "GET", &format!("/jobs/{job_id}"), "");
+        assert_eq!(status, 200, "{job}");
+        let attrs = &job["data"]["attributes"];
+        if attrs["state"] == "done" {
+            assert_eq!(attrs["worker"], "service", "{job}");
+            assert_eq!(
+                attrs["message"],
+                json!({"slug": "demo", "name": "onTodo"}),
+                "{job}"
+            );
+            assert_eq!(attrs["trigger_id"], trigger_id, "{job}");
+            break;
+        }
+        assert!(
+            !matches!(attrs["state"].as_str(), Some("errored")) && Instant::now() < deadline,
+            "the service's job did not finish: {job}\n{}",
+            tail(&server.log())
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Writes a web app's folder: its manifest (`services` as given, `version`) and files.
+fn write_app(dir: &Path, version: &str, services: Value) {
+    std::fs::create_dir_all(dir.join("services")).expect("mkdir");
+    let manifest = json!({
+        "name": "Services",
+        "slug": "svc",
+        "editor": "Hearth tests",
+        "version": version,
+        "type": "webapp",
+        "permissions": {
+            "todos": {"type": "io.cozy.todos", "verbs": ["GET"]}
+        },
+        "services": services,
+    });
+    std::fs::write(dir.join("manifest.webapp"), manifest.to_string()).expect("manifest");
+    std::fs::write(
+        dir.join("index.html"),
+        "<!DOCTYPE html><title>svc</title>\n",
+    )
+    .expect("index");
+    std::fs::write(dir.join("services/s.js"), "console.log('{}');\n").expect("service");
+}
+
+/// Service triggers follow the manifest: created at install (none for a service
+/// without a trigger), matched by name on update (an unchanged one kept, a changed one
+/// replaced, a removed one deleted), deleted at uninstall; a manifest whose service
+/// cannot be scheduled is refused with an error naming it, and nothing is installed.
+#[test]
+fn service_triggers_follow_the_manifest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let registry = make_registry(d);
+    let server = Server::start(d, &config(&registry, None));
+    let domain = format!("dave.localhost:{}", server.port);
+    let domain = domain.as_str();
+    server.ok("instances", &["add", domain]);
+    let app = d.join("svc-app");
+    let source = format!("file://{}", app.display());
+    let installed_dir = d.join("data/apps").join(domain).join("apps");
+
+    // Refused: a trigger Hearth cannot schedule, a file the app does not have, a
+    // debounce that is no duration.
+    for (services, named, why) in [
+        (
+            json!({
+                "fine": {"type": "node", "file": "services/s.js", "trigger": "@every 1h"},
+                "broken": {"type": "node", "file": "services/s.js", "trigger": "@cron not a cron"},
+            }),
+            "service \"broken\"",
+            "invalid trigger",
+        ),
+        (
+            json!({"ghost": {"type": "node", "file": "services/nope.js", "trigger": "@event io.cozy.todos:CREATED"}}),
+            "service \"ghost\"",
+            "no file",
+        ),
+        (
+            json!({"hasty": {"type": "node", "file": "services/s.js", "trigger": "@event io.cozy.todos", "debounce": "soon"}}),
+            "service \"hasty\"",
+            "debounce",
+        ),
+    ] {
+        write_app(&app, "1.0.0", services);
+        let out = server.cli("apps", &["install", "svc", &source, "--domain", domain]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.starts_with("Error: "), "{err}");
+        assert!(err.contains("Invalid manifest: "), "{err}");
+        assert!(err.contains(named) && err.contains(why), "{err}");
+        assert_eq!(stdout(&out), "");
+        // Nothing installed: no app, no files, no trigger.
+        let listing = server.ok("apps", &["ls", "--domain", domain]);
+        assert_eq!(listing, "", "{listing}");
+        assert!(!installed_dir.join("svc").exists());
+        assert!(service_triggers(&server, domain, "svc").is_empty());
+    }
+
+    // Installed: a trigger per service that has one.
+    write_app(
+        &app,
+        "1.0.0",
+        json!({
+            "onTodo": {"type": "node", "file": "services/s.js", "trigger": "@event io.cozy.todos:CREATED", "debounce": "2s"},
+            "hourly": {"type": "node", "file": "services/s.js", "trigger": "@every 1h"},
+            "gone": {"type": "node", "file": "./services/s.js", "trigger": "@daily"},
+            "onDemand": {"type": "node", "file": "services/s.js"},
+            "legacy": {"type": "node", "file": "services/s.js", "trigger": "@at 2000-01-01T00:00:00.000Z"},
+        }),
+    );
+    server.ok("apps", &["install", "svc", &source, "--domain", domain]);
+    let by_name = |triggers: &[Value]| -> std::collections::BTreeMap<String, Value> {
+        triggers
+            .iter()
+            .map(|t| {
+                (
+                    t["message"]["name"].as_str().unwrap_or("").to_owned(),
+                    t.clone(),
+                )
+            })
+            .collect()
+    };
+    let before = by_name(&service_triggers(&server, domain, "svc"));
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        ["gone", "hourly", "onTodo"],
+        "{before:?}"
+    );
+    assert_eq!(before["onTodo"]["type"], "@event");
+    assert_eq!(before["onTodo"]["arguments"], "io.cozy.todos:CREATED");
+    assert_eq!(before["onTodo"]["debounce"], "2s");
+    assert_eq!(
+        before["onTodo"]["message"],
+        json!({"slug": "svc", "name": "onTodo"})
+    );
+    assert_eq!(before["hourly"]["type"], "@every");
+    assert_eq!(before["hourly"]["arguments"], "1h");
+
+    // Updated: onTodo unchanged (kept), hourly changed (replaced), gone removed,
+    // fresh added.
+    write_app(
+        &app,
+        "1.1.0",
+        json!({
+            "onTodo": {"type": "node", "file": "services/s.js", "trigger": "@event io.cozy.todos:CREATED", "debounce": "2s"},
+            "hourly": {"type": "node", "file": "services/s.js", "trigger": "@every 2h"},
+            "fresh": {"type": "node", "file": "services/s.js", "trigger": "@cron 0 0 5 * * *"},
+        }),
+    );
+    let out = server.ok("apps", &["update", "svc", &source, "--domain", domain]);
+    assert_eq!(out, "svc has been upgraded to 1.1.0\n");
+    let after = by_name(&service_triggers(&server, domain, "svc"));
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        ["fresh", "hourly", "onTodo"],
+        "{after:?}"
+    );
+    assert_eq!(after["onTodo"]["_id"], before["onTodo"]["_id"]);
+    assert_ne!(after["hourly"]["_id"], before["hourly"]["_id"]);
+    assert_eq!(after["hourly"]["arguments"], "2h");
+    assert_eq!(after["fresh"]["type"], "@cron");
+
+    // An update whose new service cannot be scheduled: the files cannot go back, so
+    // the app is updated, its valid services scheduled, and the error names the other.
+    write_app(
+        &app,
+        "1.2.0",
+        json!({
+            "onTodo": {"type": "node", "file": "services/s.js", "trigger": "@event io.cozy.todos:CREATED", "debounce": "2s"},
+            "broken": {"type": "node", "file": "services/s.js", "trigger": "@sometimes"},
+        }),
+    );
+    let out = server.cli("apps", &["update", "svc", &source, "--domain", domain]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("service \"broken\""),
+        "{}",
+        stderr(&out)
+    );
+    let listing = server.ok("apps", &["ls", "--domain", domain]);
+    assert_eq!(
+        ls_row(&listing, "svc").expect("still installed")[2],
+        "1.2.0"
+    );
+    let now = by_name(&service_triggers(&server, domain, "svc"));
+    assert_eq!(now.keys().collect::<Vec<_>>(), ["onTodo"], "{now:?}");
+    assert_eq!(now["onTodo"]["_id"], before["onTodo"]["_id"]);
+
+    // Uninstalled: its triggers go with it.
+    server.ok("apps", &["uninstall", "svc", "--domain", domain]);
+    assert!(service_triggers(&server, domain, "svc").is_empty());
 }
 
 /// Without `konnectors.cmd`, a konnector job fails with a clear error.

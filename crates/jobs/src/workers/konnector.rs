@@ -15,7 +15,8 @@
 //!    an environment made of `PATH` and the `COZY_*` variables only: `COZY_URL`,
 //!    `COZY_DOMAIN`, `COZY_CREDENTIALS` (a konnector token, audience `konn`, subject the
 //!    slug), `COZY_FIELDS` (the message, plus the keys of the account's `auth` it lacks),
-//!    `COZY_PARAMETERS`, `COZY_PAYLOAD`, `COZY_LANGUAGE`, `COZY_LOCALE`,
+//!    `COZY_PARAMETERS`, `COZY_PAYLOAD` (`@cozy_payload.json`, a file in the working
+//!    directory, for a payload of 100 000 bytes or more), `COZY_LANGUAGE`, `COZY_LOCALE`,
 //!    `COZY_TIME_LIMIT`, `COZY_JOB_ID`, `COZY_JOB_MANUAL_EXECUTION` and, for a trigger's
 //!    job, `COZY_TRIGGER_ID`.
 //! 3. Its stdout is read line by line as JSON `{"type", "message", "no_retry"?}`: each
@@ -26,6 +27,8 @@
 //!    Stderr is logged.
 //! 4. When the job is cancelled (its timeout), the whole process group is killed.
 //!
+//! Steps 2 to 4 are `process.rs`, which the `service` worker shares.
+//!
 //! `account-deleted` (reserved) is pushed by an internal trigger on every deletion of
 //! an `io.cozy.accounts` document. When the account's konnector (`account_type`) is
 //! installed and declares `on_delete_account`, and the account is not
@@ -34,36 +37,29 @@
 //! message `{"account", "account_rev", "konnector", "account_deleted": true}` (cwd: the
 //! hook's directory), and the copy is removed when it succeeds.
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::{Component, Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use hearth_apps::{AppKind, Apps, AppsError, InstalledApp};
-use hearth_core::{Doctype, JsonMap};
+use hearth_core::JsonMap;
 use hearth_instances::token::{Audience, issue};
 use hearth_instances::{Instance, Instances};
-use hearth_store::events::{Event, Verb};
 use hearth_store::{GetOptions, StoreError};
 use serde_json::{Value, json};
 
+use super::process::{
+    Execution, RemoveOnDrop, clean_relative, execute, path_env, payload_env, time_limit,
+};
 use crate::{JobContext, JobError, Worker};
+
+pub use super::process::instance_url;
 
 /// The accounts konnectors log in with.
 pub const ACCOUNTS: &str = "io.cozy.accounts";
 /// Where a deleted account waits for its konnector's `on_delete_account` hook.
 pub const SOFT_DELETED_ACCOUNTS: &str = "io.cozy.accounts.soft_deleted";
-/// The realtime doctype of a konnector's log lines.
-const JOB_EVENTS: &str = "io.cozy.jobs.events";
-
-/// Longer stdout lines are skipped (the Cozy stack stops reading there).
-const MAX_LINE: usize = 64 * 1024;
-/// Messages are cut to this many characters.
-const MAX_MESSAGE: usize = 4000;
-/// How much of stderr is kept for the log.
-const MAX_STDERR: usize = 256 * 1024;
 /// Files of a konnector's package not copied to its working directory.
 const NOT_COPIED: [&str; 4] = ["README.md", "package.json", ".travis.yml", "LICENSE"];
 
@@ -295,18 +291,22 @@ impl KonnectorRunner {
             None => (workdir.clone(), workdir.clone()),
         };
 
-        let env = self.environment(ctx, &msg, &installed, account.as_ref());
+        let payload = payload_env(ctx, &workdir)
+            .map_err(|e| JobError::retry(format!("cannot write the job's payload: {e}")))?;
+        let env = self.environment(ctx, &msg, &installed, account.as_ref(), payload);
         let outcome = execute(Execution {
             cmd,
             target,
             cwd,
             env,
+            what: "konnector",
             domain: inst.domain.clone(),
             slug: slug.to_owned(),
             hub: self.instances.store().event_hub().cloned(),
             instance_id: inst.instance_id(),
         })
-        .await;
+        .await?
+        .konnector_outcome();
         if outcome.is_ok()
             && msg.account_deleted
             && let Some(id) = &msg.account
@@ -394,6 +394,7 @@ impl KonnectorRunner {
         msg: &Message,
         installed: &InstalledApp,
         account: Option<&JsonMap>,
+        payload: String,
     ) -> Vec<(String, String)> {
         let inst = &ctx.instance;
         let mut fields = msg.raw.clone();
@@ -419,28 +420,16 @@ impl KonnectorRunner {
             .and_then(Value::as_str)
             .filter(|l| !l.is_empty())
             .unwrap_or("node");
-        let payload = match &ctx.job.payload {
-            None | Some(Value::Null) => String::new(),
-            Some(p) => p.to_string(),
-        };
-        let limit = ctx
-            .job
-            .options
-            .as_ref()
-            .and_then(|o| o.timeout)
-            .map(Duration::from_secs)
-            .unwrap_or_else(|| {
-                self.timeout
-                    .get()
-                    .copied()
-                    .unwrap_or(Duration::from_secs(300))
-            });
+        let limit = time_limit(
+            ctx,
+            self.timeout
+                .get()
+                .copied()
+                .unwrap_or(Duration::from_secs(300)),
+        );
         let token = issue(inst, Audience::Konnector, &msg.konnector, "", None);
         let mut env = vec![
-            (
-                "PATH".to_owned(),
-                std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
-            ),
+            path_env(),
             ("COZY_URL".into(), instance_url(&inst.domain)),
             ("COZY_DOMAIN".into(), inst.domain.clone()),
             ("COZY_CREDENTIALS".into(), token),
@@ -449,10 +438,7 @@ impl KonnectorRunner {
             ("COZY_PAYLOAD".into(), payload),
             ("COZY_LANGUAGE".into(), language.to_owned()),
             ("COZY_LOCALE".into(), inst.locale.clone()),
-            (
-                "COZY_TIME_LIMIT".into(),
-                (limit.as_secs() + u64::from(limit.subsec_nanos() > 0) + 5).to_string(),
-            ),
+            ("COZY_TIME_LIMIT".into(), limit),
             ("COZY_JOB_ID".into(), ctx.job.id.clone()),
             // The Cozy stack runs the `on_delete_account` hook as a manual job.
             (
@@ -465,31 +451,6 @@ impl KonnectorRunner {
         }
         env
     }
-}
-
-/// `<scheme>://<domain>/` as the server answers it: plain HTTP for `localhost`,
-/// `*.localhost` and domains with a port (development and tests), HTTPS otherwise.
-pub fn instance_url(domain: &str) -> String {
-    let host = domain.rsplit_once(':').map_or(domain, |(h, _)| h);
-    let scheme = if host == "localhost" || host.ends_with(".localhost") || domain.contains(':') {
-        "http"
-    } else {
-        "https"
-    };
-    format!("{scheme}://{domain}/")
-}
-
-/// A relative path without `..`, `.` or a root (`None` for anything else).
-fn clean_relative(file: &str) -> Option<PathBuf> {
-    let mut out = PathBuf::new();
-    for c in Path::new(file).components() {
-        match c {
-            Component::Normal(part) => out.push(part),
-            Component::CurDir => {}
-            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return None,
-        }
-    }
-    (!out.as_os_str().is_empty()).then_some(out)
 }
 
 /// Copies a konnector's files (not its README, package.json… at the top), following no
@@ -513,248 +474,6 @@ fn copy_package(from: &Path, to: &Path, top: bool) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Removes a directory when dropped (the job ended, failed or was cancelled).
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Kills a process group when dropped, unless disarmed: a cancelled job (its timeout)
-/// leaves no process behind.
-struct KillGroup {
-    pgid: u32,
-    armed: bool,
-}
-
-impl KillGroup {
-    fn kill(&self) {
-        // No `unsafe` here (so no libc::kill): the `kill` utility signals the group.
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.pgid)])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-impl Drop for KillGroup {
-    fn drop(&mut self) {
-        if self.armed {
-            tracing::info!(
-                pgid = self.pgid,
-                "konnector cancelled: killing its processes"
-            );
-            self.kill();
-        }
-    }
-}
-
-struct Execution {
-    cmd: PathBuf,
-    target: PathBuf,
-    cwd: PathBuf,
-    env: Vec<(String, String)>,
-    domain: String,
-    slug: String,
-    hub: Option<hearth_store::events::EventHub>,
-    instance_id: hearth_core::InstanceId,
-}
-
-/// What stdout said.
-#[derive(Debug, Default, Clone, PartialEq)]
-struct Report {
-    last_critical: Option<(String, bool)>,
-    last_error: Option<String>,
-}
-
-impl Report {
-    /// Folds one stdout line in; returns the parsed `(type, message)` if it was a log
-    /// line.
-    fn line(&mut self, line: &str) -> Option<(String, String)> {
-        let v: Value = serde_json::from_str(line.trim()).ok()?;
-        let obj = v.as_object()?;
-        let kind = obj.get("type").and_then(Value::as_str)?.to_owned();
-        let message: String = match obj.get("message") {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Null) | None => String::new(),
-            Some(other) => other.to_string(),
-        }
-        .chars()
-        .take(MAX_MESSAGE)
-        .collect();
-        match kind.as_str() {
-            "critical" => {
-                let no_retry = obj.get("no_retry").and_then(Value::as_bool) == Some(true);
-                self.last_critical = Some((message.clone(), no_retry));
-            }
-            "error" => self.last_error = Some(message.clone()),
-            _ => {}
-        }
-        Some((kind, message))
-    }
-
-    fn outcome(self, status: Option<ExitStatus>) -> Result<(), JobError> {
-        if let Some((message, no_retry)) = self.last_critical {
-            return Err(JobError {
-                message: non_empty(message, "critical error"),
-                retry: !no_retry,
-            });
-        }
-        if let Some(message) = self.last_error {
-            return Err(JobError::retry(non_empty(message, "error")));
-        }
-        match status {
-            Some(s) if s.success() => Ok(()),
-            Some(s) => Err(JobError::retry(match s.code() {
-                Some(code) => format!("exit status {code}"),
-                None => format!("the konnector was stopped ({s})"),
-            })),
-            None => Err(JobError::retry("the konnector could not be waited for")),
-        }
-    }
-}
-
-fn non_empty(message: String, default: &str) -> String {
-    if message.trim().is_empty() {
-        default.to_owned()
-    } else {
-        message
-    }
-}
-
-/// Runs the command and reads its output until it exits.
-async fn execute(x: Execution) -> Result<(), JobError> {
-    use std::os::unix::process::CommandExt;
-
-    let mut command = Command::new(&x.cmd);
-    command
-        .arg(&x.target)
-        .current_dir(&x.cwd)
-        .env_clear()
-        .envs(x.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let mut child = command.spawn().map_err(|e| {
-        JobError::fatal(format!(
-            "cannot run konnectors.cmd {}: {e}",
-            x.cmd.display()
-        ))
-    })?;
-    let mut guard = KillGroup {
-        pgid: child.id(),
-        armed: true,
-    };
-    tracing::info!(domain = %x.domain, konnector = %x.slug, pid = child.id(), "konnector started");
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-
-    let (domain, slug, hub, iid) = (x.domain.clone(), x.slug.clone(), x.hub, x.instance_id);
-    let out_reader = tokio::task::spawn_blocking(move || {
-        let mut report = Report::default();
-        let Some(stdout) = stdout else { return report };
-        let mut reader = BufReader::new(stdout);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match (&mut reader)
-                .take(MAX_LINE as u64 + 1)
-                .read_until(b'\n', &mut buf)
-            {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-            if buf.len() > MAX_LINE && buf.last() != Some(&b'\n') {
-                // Skip the rest of an over-long line.
-                tracing::warn!(domain = %domain, konnector = %slug, "konnector output line too long, skipped");
-                let mut rest = Vec::new();
-                let _ = reader.read_until(b'\n', &mut rest);
-                continue;
-            }
-            let line = String::from_utf8_lossy(&buf);
-            let line = line.trim_end();
-            if line.is_empty() {
-                continue;
-            }
-            match report.line(line) {
-                Some((kind, message)) => {
-                    match kind.as_str() {
-                        "error" | "critical" => {
-                            tracing::warn!(domain = %domain, konnector = %slug, kind = %kind, "{message}");
-                        }
-                        _ => {
-                            tracing::debug!(domain = %domain, konnector = %slug, kind = %kind, "{message}");
-                        }
-                    }
-                    if let Some(hub) = &hub {
-                        let mut doc = JsonMap::new();
-                        doc.insert("type".into(), json!(kind));
-                        doc.insert("message".into(), json!(message));
-                        if let Ok(doctype) = Doctype::new(JOB_EVENTS) {
-                            hub.publish(Event {
-                                instance: iid.clone(),
-                                doctype,
-                                id: hearth_core::new_doc_id(),
-                                verb: Verb::Created,
-                                doc,
-                                old: None,
-                            });
-                        }
-                    }
-                }
-                None => {
-                    tracing::debug!(domain = %domain, konnector = %slug, "konnector output: {line}");
-                }
-            }
-        }
-        report
-    });
-    let (domain, slug) = (x.domain.clone(), x.slug.clone());
-    let err_reader = tokio::task::spawn_blocking(move || {
-        let Some(stderr) = stderr else { return };
-        let mut kept = 0usize;
-        for line in BufReader::new(stderr).split(b'\n') {
-            let Ok(line) = line else { break };
-            if kept >= MAX_STDERR {
-                continue;
-            }
-            kept += line.len() + 1;
-            let text = String::from_utf8_lossy(&line);
-            if !text.trim().is_empty() {
-                tracing::info!(domain = %domain, konnector = %slug, "konnector stderr: {}", text.trim_end());
-            }
-        }
-    });
-    let status = tokio::task::spawn_blocking(move || child.wait()).await;
-    // Reaped: its id may be reused, so the group is not killed from here on.
-    guard.armed = false;
-    let status = match status {
-        Ok(Ok(s)) => Some(s),
-        _ => None,
-    };
-    // Output still open after the exit: a process left behind holds it; stop waiting
-    // for it after a while.
-    let readers = async {
-        let report = out_reader.await.unwrap_or_default();
-        let _ = err_reader.await;
-        report
-    };
-    let report = match tokio::time::timeout(Duration::from_secs(5), readers).await {
-        Ok(report) => report,
-        Err(_) => {
-            tracing::warn!(domain = %x.domain, konnector = %x.slug, "a process of the konnector kept its output open");
-            Report::default()
-        }
-    };
-    tracing::info!(domain = %x.domain, konnector = %x.slug, status = ?status, "konnector ended");
-    report.outcome(status)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -773,60 +492,5 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e:?}"));
         assert!(d.account_deleted);
         assert_eq!(d.account, None);
-    }
-
-    #[test]
-    fn urls() {
-        assert_eq!(
-            instance_url("alice.example.net"),
-            "https://alice.example.net/"
-        );
-        assert_eq!(
-            instance_url("alice.localhost:8080"),
-            "http://alice.localhost:8080/"
-        );
-        assert_eq!(instance_url("alice.localhost"), "http://alice.localhost/");
-        assert_eq!(instance_url("a.example:8443"), "http://a.example:8443/");
-    }
-
-    #[test]
-    fn hook_paths() {
-        assert_eq!(
-            clean_relative("hooks/del.js"),
-            Some(PathBuf::from("hooks/del.js"))
-        );
-        assert_eq!(
-            clean_relative("./index.js"),
-            Some(PathBuf::from("index.js"))
-        );
-        assert_eq!(clean_relative("../x.js"), None);
-        assert_eq!(clean_relative("/etc/passwd"), None);
-        assert_eq!(clean_relative(""), None);
-    }
-
-    #[test]
-    fn reports() {
-        let mut r = Report::default();
-        assert!(r.line("not json").is_none());
-        assert_eq!(
-            r.line(r#"{"type":"info","message":"hello"}"#),
-            Some(("info".into(), "hello".into()))
-        );
-        assert_eq!(
-            r.clone().outcome(None).map_err(|e| e.message),
-            Err("the konnector could not be waited for".into())
-        );
-        r.line(r#"{"type":"error","message":"VENDOR_DOWN"}"#);
-        let e = r.clone().outcome(None).expect_err("error");
-        assert_eq!((e.message.as_str(), e.retry), ("VENDOR_DOWN", true));
-        r.line(r#"{"type":"critical","message":"LOGIN_FAILED","no_retry":true}"#);
-        r.line(r#"{"type":"error","message":"later"}"#);
-        let e = r.outcome(None).expect_err("critical");
-        assert_eq!((e.message.as_str(), e.retry), ("LOGIN_FAILED", false));
-        let long = format!(r#"{{"type":"critical","message":"{}"}}"#, "x".repeat(5000));
-        let mut r = Report::default();
-        r.line(&long);
-        let e = r.outcome(None).expect_err("critical");
-        assert_eq!((e.message.len(), e.retry), (MAX_MESSAGE, true));
     }
 }

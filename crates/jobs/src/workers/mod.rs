@@ -2,7 +2,9 @@
 
 mod basic;
 pub mod konnector;
+mod process;
 mod sendmail;
+pub mod service;
 mod thumbnail;
 
 use std::sync::Arc;
@@ -24,8 +26,8 @@ pub struct Builtins {
     pub vfs: Arc<Vfs>,
     pub mailer: Arc<Mailer>,
     pub apps: Arc<hearth_apps::Apps>,
-    /// The command that runs konnectors (`konnectors.cmd`); `None`: konnector jobs
-    /// fail with a clear error.
+    /// The command that runs konnectors and web apps' services (`konnectors.cmd`);
+    /// `None`: their jobs fail with a clear error.
     pub konnectors_cmd: Option<std::path::PathBuf>,
 }
 
@@ -44,8 +46,9 @@ fn limits(
 }
 
 /// Registers `log`, `sendmail`, `thumbnail`, `trash-files`, `clean-sessions`,
-/// `konnector` and `account-deleted`, and the internal triggers that make thumbnails
-/// of images and run the `on_delete_account` hook of konnectors.
+/// `konnector`, `account-deleted` and `service` (web apps' services), and the
+/// internal triggers that make thumbnails of images and run the `on_delete_account`
+/// hook of konnectors.
 pub fn register(jobs: &Jobs, b: &Builtins) {
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
     jobs.register("log", Arc::new(basic::Log), limits(4, 1, 10, false));
@@ -97,6 +100,20 @@ pub fn register(jobs: &Jobs, b: &Builtins) {
         Arc::new(konnector::AccountDeleted(konnectors)),
         limits(2, 2, 300, true),
     );
+    // The services of web apps, on the triggers their install creates; they run
+    // through `konnectors.cmd` too.
+    let services = Arc::new(service::Service::new(
+        b.apps.clone(),
+        b.konnectors_cmd.clone(),
+    ));
+    jobs.register("service", services.clone(), limits(2, 1, 200, true));
+    if let Some((_, l)) = jobs
+        .worker_types()
+        .into_iter()
+        .find(|(name, _)| name == "service")
+    {
+        services.set_timeout(l.timeout);
+    }
     // A deleted account: its konnector's `on_delete_account` hook, if it has one.
     if let Ok(deleted) = EventRule::parse("io.cozy.accounts:DELETED") {
         jobs.add_internal_trigger(vec![deleted], "account-deleted");
