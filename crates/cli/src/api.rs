@@ -383,6 +383,77 @@ impl AdminClient {
             .collect()
     }
 
+    /// `POST /instances/<domain>/checks/<name>` (`triggers`, `shared`): the problems
+    /// found, none when all is well.
+    pub fn check(&self, domain: &str, name: &str) -> Result<Vec<Value>, ApiError> {
+        let path = instance_path(domain, &format!("/checks/{}", encode_component(name)));
+        let url = self.admin_url(&path, &[]);
+        self.send(Method::Post, &url)?.json(200)
+    }
+
+    /// `GET /instances/<domain>/raw/<doctype>/_all_docs?include_docs=true`: every
+    /// document of the doctype, in id order.
+    pub fn raw_all_docs(&self, domain: &str, doctype: &str) -> Result<Vec<Value>, ApiError> {
+        let url = self.admin_url(
+            &raw_path(domain, doctype, "_all_docs"),
+            &[("include_docs", "true".to_owned())],
+        );
+        let answer = self.send(Method::Get, &url)?;
+        let listing: Value = answer.json(200)?;
+        let rows = listing
+            .get("rows")
+            .and_then(Value::as_array)
+            .ok_or_else(|| answer.bad("no rows in the answer".into()))?;
+        Ok(rows.iter().filter_map(|r| r.get("doc").cloned()).collect())
+    }
+
+    /// `GET /instances/<domain>/raw/<doctype>/<id>`.
+    pub fn raw_get(&self, domain: &str, doctype: &str, id: &str) -> Result<Value, ApiError> {
+        let url = self.admin_url(&raw_path(domain, doctype, id), &[]);
+        self.send(Method::Get, &url)?.json(200)
+    }
+
+    /// `PUT /instances/<domain>/raw/<doctype>/<id>` with the document: `{ok, id, rev}`.
+    pub fn raw_put(
+        &self,
+        domain: &str,
+        doctype: &str,
+        id: &str,
+        doc: &str,
+    ) -> Result<Value, ApiError> {
+        let url = self.admin_url(&raw_path(domain, doctype, id), &[]);
+        self.send_json(Method::Put, &url, Some(doc))?.json(200)
+    }
+
+    /// `DELETE /instances/<domain>/raw/<doctype>/<id>?rev=`: `{ok, id, rev}`.
+    pub fn raw_delete(
+        &self,
+        domain: &str,
+        doctype: &str,
+        id: &str,
+        rev: &str,
+    ) -> Result<Value, ApiError> {
+        let url = self.admin_url(&raw_path(domain, doctype, id), &[("rev", rev.to_owned())]);
+        self.send(Method::Delete, &url)?.json(200)
+    }
+
+    /// `POST /instances/<domain>/raw/<doctype>/_find` with a Mango query: the documents.
+    pub fn raw_find(
+        &self,
+        domain: &str,
+        doctype: &str,
+        query: &str,
+    ) -> Result<Vec<Value>, ApiError> {
+        let url = self.admin_url(&raw_path(domain, doctype, "_find"), &[]);
+        let answer = self.send_json(Method::Post, &url, Some(query))?;
+        let found: Value = answer.json(200)?;
+        found
+            .get("docs")
+            .and_then(Value::as_array)
+            .cloned()
+            .ok_or_else(|| answer.bad("no docs in the answer".into()))
+    }
+
     /// `PUT /settings/passphrase` on the public server, as the instance `domain`, with a
     /// `cli` token carrying the `io.cozy.settings` scope: 204 when changed.
     pub fn set_passphrase(
@@ -604,7 +675,11 @@ pub fn error_from_answer(service: Service, status: u16, body: &str) -> ApiError 
     }
     let message = match &parsed {
         Some(Value::Object(map)) => match map.get("error") {
-            Some(Value::String(s)) => s.clone(),
+            // CouchDB-style errors (raw documents): the reason says more than the name.
+            Some(Value::String(s)) => match map.get("reason") {
+                Some(Value::String(reason)) if !reason.is_empty() => reason.clone(),
+                _ => s.clone(),
+            },
             Some(other) => other.to_string(),
             None => body.trim().to_owned(),
         },
@@ -683,6 +758,18 @@ pub fn instance_path(domain: &str, suffix: &str) -> String {
 /// `/instances/<domain>/apps/<slug>`, both percent-encoded.
 pub fn app_path(domain: &str, slug: &str) -> String {
     instance_path(domain, &format!("/apps/{}", encode_component(slug)))
+}
+
+/// `/instances/<domain>/raw/<doctype>/<rest>`, each part percent-encoded.
+pub fn raw_path(domain: &str, doctype: &str, rest: &str) -> String {
+    instance_path(
+        domain,
+        &format!(
+            "/raw/{}/{}",
+            encode_component(doctype),
+            encode_component(rest)
+        ),
+    )
 }
 
 /// `?k=v&…` (empty for no parameters), keys and values percent-encoded.

@@ -130,6 +130,68 @@ pub enum CheckCommand {
     /// Compare the files documents of an instance with their content: prints one JSON
     /// line per problem and exits 1 if there is any, prints nothing when all is well
     Fs(FsckArgs),
+    /// Check the triggers of an instance: duplicates (same type, worker, arguments,
+    /// debounce and message), unknown workers, unreadable schedules, and timed or
+    /// @event triggers the scheduler does not know. Prints one JSON line per problem and
+    /// exits 1 if there is any, prints nothing when all is well
+    Triggers(DomainArg),
+    /// Check the revision trees of the io.cozy.shared documents of an instance: one
+    /// JSON line per problem and exit 1, or nothing
+    Shared(DomainArg),
+}
+
+/// `hearth docs`: raw documents of any doctype of an instance, through the admin API.
+#[derive(Debug, Clone, Args)]
+pub struct DocsArgs {
+    #[command(flatten)]
+    pub globals: GlobalArgs,
+    #[command(subcommand)]
+    pub command: DocsCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum DocsCommand {
+    /// Print every document of a doctype, one JSON object per line
+    #[command(visible_alias = "list")]
+    Ls { domain: String, doctype: String },
+    /// Print one document as JSON
+    Get {
+        domain: String,
+        doctype: String,
+        id: String,
+    },
+    /// Create or update a document (with its current _rev): the JSON is the argument,
+    /// or standard input when the argument is absent or `-`. Its id is --id, else its
+    /// _id. Prints {"ok":true,"id":…,"rev":…}
+    Put {
+        domain: String,
+        doctype: String,
+        /// The document [default: standard input]
+        json: Option<String>,
+        /// The document's id [default: the _id of the JSON]
+        #[arg(long, value_name = "ID")]
+        id: Option<String>,
+    },
+    /// Print the documents a Mango query finds (e.g. '{"selector":{"worker":"log"}}'),
+    /// one JSON object per line
+    Find {
+        domain: String,
+        doctype: String,
+        /// The query: a JSON object with a selector, and optionally sort, limit, skip,
+        /// fields
+        query: String,
+    },
+    /// Delete a document (at its current revision unless --rev is given); prints
+    /// {"ok":true,"id":…,"rev":…}
+    #[command(visible_aliases = ["delete", "rm"])]
+    Destroy {
+        domain: String,
+        doctype: String,
+        id: String,
+        /// The revision to delete [default: the current one]
+        #[arg(long, value_name = "REV")]
+        rev: Option<String>,
+    },
 }
 
 /// `hearth jobs`: background jobs of an instance, through the admin API.

@@ -1,5 +1,5 @@
 //! `hearth instances …` (alias `instance`), `hearth check`, `hearth jobs`, `hearth
-//! triggers`, `hearth apps` and `hearth konnectors`: instance management from the
+//! triggers`, `hearth apps`, `hearth konnectors` and `hearth docs`: instance management from the
 //! command line, as an HTTP client of the admin API (spec instances 6). The client
 //! holds little logic: it checks what it can without the server (domain characters,
 //! sizes, flags, JSON), sends one typed request per command (`api`), and prints the
@@ -21,12 +21,13 @@ use std::process::ExitCode;
 
 pub use api::{AdminClient, ApiError, AppDoc, AppKind, Endpoints, Job, PassphraseSource};
 pub use commands::{
-    AppsArgs, AppsCommand, CheckArgs, CheckCommand, GlobalArgs, InstanceFlag, InstancesArgs,
-    InstancesCommand, JobsArgs, JobsCommand, KonnectorsArgs, KonnectorsCommand, TriggersArgs,
-    TriggersCommand,
+    AppsArgs, AppsCommand, CheckArgs, CheckCommand, DocsArgs, DocsCommand, GlobalArgs,
+    InstanceFlag, InstancesArgs, InstancesCommand, JobsArgs, JobsCommand, KonnectorsArgs,
+    KonnectorsCommand, TriggersArgs, TriggersCommand,
 };
 pub use run::{
-    Io, execute, execute_apps, execute_check, execute_jobs, execute_konnectors, execute_triggers,
+    Io, execute, execute_apps, execute_check, execute_docs, execute_jobs, execute_konnectors,
+    execute_triggers,
 };
 
 /// Runs one `hearth instances` command with the process's environment, standard
@@ -43,6 +44,14 @@ pub fn run(args: InstancesArgs) -> ExitCode {
 pub fn run_check(args: CheckArgs) -> ExitCode {
     with_process(&args.globals, |settings, io| {
         execute_check(&args.command, settings, io)
+    })
+}
+
+/// Runs one `hearth docs` command, like [`run`]: exit status 0, 1 when the request
+/// failed, 2 for a bad argument (nothing is sent then).
+pub fn run_docs(args: DocsArgs) -> ExitCode {
+    with_process(&args.globals, |settings, io| {
+        execute_docs(&args.command, settings, io)
     })
 }
 

@@ -342,6 +342,21 @@ pub fn oauth_client(client: &OAuthClient, whole: bool) -> Result<String, String>
     }
 }
 
+/// One compact JSON value per line (`check triggers`, `docs ls`, `docs find`…).
+pub fn json_lines(values: &[Value]) -> String {
+    let mut out = String::new();
+    for value in values {
+        out.push_str(&value.to_string());
+        out.push('\n');
+    }
+    out
+}
+
+/// One JSON value indented by two spaces (`docs get`).
+pub fn json_pretty(value: &Value) -> String {
+    pretty(value, b"  ")
+}
+
 /// `find-oauth-client`: the client, indented.
 pub fn found_oauth_client(client: &OAuthClient) -> String {
     pretty(&Value::Object(client.clone()), b"  ")

@@ -5,7 +5,7 @@ use std::io::{BufRead, Write};
 
 use crate::api::{AdminClient, AppKind, Audience, Job, TokenRequest};
 use crate::commands::{
-    AppsCommand, CheckCommand, FsckArgs, InstancesCommand, JobsCommand, JobsRunArgs,
+    AppsCommand, CheckCommand, DocsCommand, FsckArgs, InstancesCommand, JobsCommand, JobsRunArgs,
     KonnectorRunArgs, KonnectorsCommand, TriggersCommand, quota_param,
 };
 use crate::{Settings, check_domain, output};
@@ -71,8 +71,155 @@ pub fn execute_check(command: &CheckCommand, settings: &Settings, io: &mut Io<'_
     let client = AdminClient::new(settings.endpoints(), settings.passphrase.clone());
     let outcome = match command {
         CheckCommand::Fs(args) => fsck(&client, io, args),
+        CheckCommand::Triggers(d) => check_list(&client, io, &d.domain, "triggers"),
+        CheckCommand::Shared(d) => check_list(&client, io, &d.domain, "shared"),
     };
     status(outcome, io)
+}
+
+/// `check triggers` / `check shared`: the problems as JSON lines; exit 1 if there is one.
+fn check_list(
+    client: &AdminClient,
+    io: &mut Io<'_>,
+    domain: &str,
+    name: &str,
+) -> Result<(), Failure> {
+    check_domain(domain).map_err(Failure::new)?;
+    let problems = client.check(domain, name).map_err(Failure::new)?;
+    if problems.is_empty() {
+        return Ok(());
+    }
+    print(io, &output::json_lines(&problems))?;
+    Err(Failure::silent())
+}
+
+/// Runs a `hearth docs` command and returns its exit status: 0, 1 when the request
+/// failed, 2 for a bad domain, doctype, id or JSON (nothing is sent then).
+pub fn execute_docs(command: &DocsCommand, settings: &Settings, io: &mut Io<'_>) -> u8 {
+    let client = AdminClient::new(settings.endpoints(), settings.passphrase.clone());
+    let outcome = docs_command(&client, io, command);
+    status(outcome, io)
+}
+
+fn docs_command(
+    client: &AdminClient,
+    io: &mut Io<'_>,
+    command: &DocsCommand,
+) -> Result<(), Failure> {
+    let target = |domain: &str, doctype: &str| -> Result<(), Failure> {
+        check_domain(domain).map_err(Failure::usage)?;
+        if doctype.trim().is_empty() {
+            return Err(Failure::usage("the doctype is empty"));
+        }
+        Ok(())
+    };
+    let id_arg = |id: &str| -> Result<(), Failure> {
+        if id.is_empty() {
+            Err(Failure::usage("the document id is empty"))
+        } else {
+            Ok(())
+        }
+    };
+    match command {
+        DocsCommand::Ls { domain, doctype } => {
+            target(domain, doctype)?;
+            let docs = client.raw_all_docs(domain, doctype).map_err(Failure::new)?;
+            print(io, &output::json_lines(&docs))
+        }
+        DocsCommand::Get {
+            domain,
+            doctype,
+            id,
+        } => {
+            target(domain, doctype)?;
+            id_arg(id)?;
+            let doc = client.raw_get(domain, doctype, id).map_err(Failure::new)?;
+            print(io, &output::json_pretty(&doc))
+        }
+        DocsCommand::Put {
+            domain,
+            doctype,
+            json,
+            id,
+        } => {
+            target(domain, doctype)?;
+            let text = match json.as_deref() {
+                Some(text) if text != "-" => text.to_owned(),
+                _ => {
+                    let mut text = String::new();
+                    io.input
+                        .read_to_string(&mut text)
+                        .map_err(|e| Failure::usage(format!("cannot read standard input: {e}")))?;
+                    text
+                }
+            };
+            let doc: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| Failure::usage(format!("the document is not valid JSON: {e}")))?;
+            let Some(map) = doc.as_object() else {
+                return Err(Failure::usage("the document must be a JSON object"));
+            };
+            let own_id = map.get("_id").and_then(|v| v.as_str());
+            let id = match (id.as_deref(), own_id) {
+                (Some(flag), Some(own)) if flag != own => {
+                    return Err(Failure::usage(format!(
+                        "--id {flag} and the document's _id {own} differ"
+                    )));
+                }
+                (Some(id), _) | (None, Some(id)) => id.to_owned(),
+                (None, None) => {
+                    return Err(Failure::usage(
+                        "the document has no _id: give one in the JSON or with --id",
+                    ));
+                }
+            };
+            id_arg(&id)?;
+            let written = client
+                .raw_put(domain, doctype, &id, &text)
+                .map_err(Failure::new)?;
+            print(io, &output::json_lines(std::slice::from_ref(&written)))
+        }
+        DocsCommand::Find {
+            domain,
+            doctype,
+            query,
+        } => {
+            target(domain, doctype)?;
+            let parsed: serde_json::Value = serde_json::from_str(query)
+                .map_err(|e| Failure::usage(format!("the query is not valid JSON: {e}")))?;
+            if !parsed.is_object() {
+                return Err(Failure::usage(
+                    "the query must be a JSON object such as {\"selector\": {…}}",
+                ));
+            }
+            let docs = client
+                .raw_find(domain, doctype, query)
+                .map_err(Failure::new)?;
+            print(io, &output::json_lines(&docs))
+        }
+        DocsCommand::Destroy {
+            domain,
+            doctype,
+            id,
+            rev,
+        } => {
+            target(domain, doctype)?;
+            id_arg(id)?;
+            let rev = match rev {
+                Some(rev) => rev.clone(),
+                None => {
+                    let doc = client.raw_get(domain, doctype, id).map_err(Failure::new)?;
+                    doc.get("_rev")
+                        .and_then(|r| r.as_str())
+                        .map(str::to_owned)
+                        .ok_or_else(|| Failure::new("the document has no _rev"))?
+                }
+            };
+            let deleted = client
+                .raw_delete(domain, doctype, id, &rev)
+                .map_err(Failure::new)?;
+            print(io, &output::json_lines(std::slice::from_ref(&deleted)))
+        }
+    }
 }
 
 /// Runs a `hearth jobs` command on the instance `domain` (the `--domain` flag, else
@@ -1541,5 +1688,221 @@ mod tests {
                 "Error: Found multiple konnectors with different accounts: use the --account-id flag\n"
             )
         );
+    }
+
+    #[derive(Debug, Parser)]
+    struct CheckTest {
+        #[command(flatten)]
+        args: crate::CheckArgs,
+    }
+
+    #[derive(Debug, Parser)]
+    struct DocsTest {
+        #[command(flatten)]
+        args: crate::DocsArgs,
+    }
+
+    /// Runs `hearth check <args>` or `hearth docs <args>` with `stdin`.
+    fn cli_admin(
+        settings: &Settings,
+        group: &str,
+        args: &[&str],
+        stdin: &str,
+    ) -> (u8, String, String) {
+        let argv = std::iter::once(group).chain(args.iter().copied());
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut input = stdin.as_bytes();
+        let mut io = Io {
+            out: &mut out,
+            err: &mut err,
+            input: &mut input,
+        };
+        let status = if group == "check" {
+            let parsed = CheckTest::try_parse_from(argv).expect("arguments");
+            execute_check(&parsed.args.command, settings, &mut io)
+        } else {
+            let parsed = DocsTest::try_parse_from(argv).expect("arguments");
+            execute_docs(&parsed.args.command, settings, &mut io)
+        };
+        (
+            status,
+            String::from_utf8_lossy(&out).into_owned(),
+            String::from_utf8_lossy(&err).into_owned(),
+        )
+    }
+
+    #[test]
+    fn check_triggers_prints_problems_as_lines() {
+        let problems = r#"[{"type":"duplicate","_id":"a","other_id":"b"},{"type":"unknown_worker","_id":"c"}]"#;
+        let (port, seen) = stand_in(vec![
+            (200, "application/json", "[]".into()),
+            (200, "application/json", problems.into()),
+            (
+                404,
+                JSONAPI,
+                r#"{"errors":[{"status":"404","title":"Not Found","detail":"Instance not found"}]}"#
+                    .into(),
+            ),
+        ]);
+        let s = settings(port, 1);
+        let (status, out, err) = cli_admin(&s, "check", &["triggers", "a.example"], "");
+        assert_eq!((status, out.as_str(), err.as_str()), (0, "", ""));
+        assert_eq!(
+            seen.recv().expect("request").line,
+            "POST /instances/a.example/checks/triggers"
+        );
+        let (status, out, err) = cli_admin(&s, "check", &["shared", "a.example"], "");
+        assert_eq!((status, err.as_str()), (1, ""));
+        assert_eq!(
+            out,
+            "{\"type\":\"duplicate\",\"_id\":\"a\",\"other_id\":\"b\"}\n{\"type\":\"unknown_worker\",\"_id\":\"c\"}\n"
+        );
+        assert_eq!(
+            seen.recv().expect("request").line,
+            "POST /instances/a.example/checks/shared"
+        );
+        let (status, out, err) = cli_admin(&s, "check", &["triggers", "b.example"], "");
+        assert_eq!((status, out.as_str()), (1, ""));
+        assert_eq!(err, "Error: Not Found: Instance not found\n");
+    }
+
+    #[test]
+    fn docs_commands_over_the_raw_routes() {
+        let all = r#"{"total_rows":2,"offset":0,"rows":[{"id":"a","key":"a","value":{"rev":"1-x"},"doc":{"_id":"a","_rev":"1-x","n":1}},{"id":"b","key":"b","value":{"rev":"1-y"},"doc":{"_id":"b","_rev":"1-y","n":2}}]}"#;
+        let (port, seen) = stand_in(vec![
+            (200, "application/json", all.into()),
+            (
+                200,
+                "application/json",
+                r#"{"_id":"a","_rev":"1-x","n":1}"#.into(),
+            ),
+            (
+                200,
+                "application/json",
+                r#"{"ok":true,"id":"c","rev":"1-z"}"#.into(),
+            ),
+            (
+                200,
+                "application/json",
+                r#"{"docs":[{"_id":"b","n":2}],"bookmark":"b"}"#.into(),
+            ),
+            (
+                404,
+                "application/json",
+                r#"{"error":"not_found","reason":"deleted"}"#.into(),
+            ),
+        ]);
+        let s = settings(port, 1);
+        let (status, out, err) =
+            cli_admin(&s, "docs", &["ls", "a.example", "io.cozy.sharings"], "");
+        assert_eq!((status, err.as_str()), (0, ""));
+        assert_eq!(
+            out,
+            "{\"_id\":\"a\",\"_rev\":\"1-x\",\"n\":1}\n{\"_id\":\"b\",\"_rev\":\"1-y\",\"n\":2}\n"
+        );
+        assert_eq!(
+            seen.recv().expect("request").line,
+            "GET /instances/a.example/raw/io.cozy.sharings/_all_docs?include_docs=true"
+        );
+        let (status, out, _) = cli_admin(
+            &s,
+            "docs",
+            &["get", "a.example", "io.cozy.sharings", "a"],
+            "",
+        );
+        assert_eq!(
+            (status, out.as_str()),
+            (
+                0,
+                "{\n  \"_id\": \"a\",\n  \"_rev\": \"1-x\",\n  \"n\": 1\n}\n"
+            )
+        );
+        seen.recv().expect("request");
+        // From stdin, the id from --id placed between the positional arguments.
+        let (status, out, err) = cli_admin(
+            &s,
+            "docs",
+            &["put", "a.example", "--id", "c", "io.cozy.sharings"],
+            r#"{"n": 3}"#,
+        );
+        assert_eq!((status, err.as_str()), (0, ""));
+        assert_eq!(out, "{\"ok\":true,\"id\":\"c\",\"rev\":\"1-z\"}\n");
+        let put = seen.recv().expect("request");
+        assert_eq!(put.line, "PUT /instances/a.example/raw/io.cozy.sharings/c");
+        assert_eq!(put.body, r#"{"n": 3}"#);
+        let (status, out, _) = cli_admin(
+            &s,
+            "docs",
+            &[
+                "find",
+                "a.example",
+                "io.cozy.sharings",
+                r#"{"selector":{"n":2}}"#,
+            ],
+            "",
+        );
+        assert_eq!((status, out.as_str()), (0, "{\"_id\":\"b\",\"n\":2}\n"));
+        let find = seen.recv().expect("request");
+        assert_eq!(
+            find.line,
+            "POST /instances/a.example/raw/io.cozy.sharings/_find"
+        );
+        assert_eq!(find.body, r#"{"selector":{"n":2}}"#);
+        let (status, out, err) = cli_admin(
+            &s,
+            "docs",
+            &["rm", "a.example", "io.cozy.sharings", "a", "--rev", "1-x"],
+            "",
+        );
+        assert_eq!((status, out.as_str()), (1, ""));
+        assert_eq!(err, "Error: Not Found: deleted\n");
+        assert_eq!(
+            seen.recv().expect("request").line,
+            "DELETE /instances/a.example/raw/io.cozy.sharings/a?rev=1-x"
+        );
+
+        // Refused before any request.
+        let closed = settings(closed_port(), 1);
+        for (args, message) in [
+            (
+                &["put", "a.example", "io.cozy.x", "{bad"][..],
+                "the document is not valid JSON",
+            ),
+            (
+                &["put", "a.example", "io.cozy.x", "[1]"][..],
+                "the document must be a JSON object",
+            ),
+            (
+                &["put", "a.example", "io.cozy.x", r#"{"a":1}"#][..],
+                "the document has no _id",
+            ),
+            (
+                &[
+                    "put",
+                    "a.example",
+                    "io.cozy.x",
+                    "--id",
+                    "b",
+                    r#"{"_id":"a"}"#,
+                ][..],
+                "--id b and the document's _id a differ",
+            ),
+            (
+                &["find", "a.example", "io.cozy.x", "[]"][..],
+                "the query must be a JSON object",
+            ),
+            (&["ls", "a b", "io.cozy.x"][..], "Invalid domain: a b"),
+            (
+                &["get", "a.example", "io.cozy.x", ""][..],
+                "the document id is empty",
+            ),
+        ] {
+            let (status, out, err) = cli_admin(&closed, "docs", args, "");
+            assert_eq!((status, out.as_str()), (2, ""), "{args:?}: {err}");
+            assert!(
+                err.starts_with(&format!("Error: {message}")),
+                "{args:?}: {err}"
+            );
+        }
     }
 }

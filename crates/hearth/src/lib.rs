@@ -4,6 +4,7 @@
 //! so that tests can run it in-process.
 
 pub mod config;
+pub mod keys;
 pub mod passwd;
 pub mod serve;
 

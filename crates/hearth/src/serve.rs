@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{DatabaseLocation, FsLocation, Loaded, Synchronous};
+use crate::config::{DatabaseLocation, FsLocation, Loaded, Subdomains, Synchronous};
 
 /// How long in-flight requests may run on after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -115,7 +115,8 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
         .with_admin_auth(admin_auth(config))
         .with_login_failures_per_hour(config.auth.login_failures_per_hour)
         .with_jobs(jobs_config(&config.jobs), mailer)
-        .with_apps(config.registries.clone(), konnectors_cmd(config));
+        .with_apps(config.registries.clone(), konnectors_cmd(config))
+        .with_flat_subdomains(config.subdomains == Subdomains::Flat);
     state
         .start()
         .await
@@ -190,7 +191,7 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
 fn mail_config(m: &crate::config::MailConfig) -> hearth_mail::MailConfig {
     let tls = if m.disable_tls {
         hearth_mail::TlsMode::None
-    } else if m.port == 465 {
+    } else if m.use_ssl || m.port == 465 {
         hearth_mail::TlsMode::Tls
     } else {
         hearth_mail::TlsMode::Starttls
@@ -246,27 +247,43 @@ fn konnectors_cmd(config: &crate::config::Config) -> Option<std::path::PathBuf> 
 /// Where the admin API finds its passphrase: `HEARTH_ADMIN_PASSPHRASE` (or the Cozy
 /// stack's `COZY_ADMIN_PASSPHRASE`), else the hash file `admin.secret_filename`, looked
 /// up in the data directory, the current directory, then the places the Cozy stack uses.
+/// With the default name, the Cozy stack's default name (`cozy-admin-passphrase`) is
+/// looked for next, so an operator's existing file keeps working.
 fn admin_auth(config: &crate::config::Config) -> hearth_web::AdminAuth {
     let passphrase = ["HEARTH_ADMIN_PASSPHRASE", "COZY_ADMIN_PASSPHRASE"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|p| !p.is_empty()));
-    let name = std::path::Path::new(&config.admin.secret_filename);
-    let files = if name.is_absolute() {
-        vec![name.to_path_buf()]
-    } else {
-        let mut dirs = vec![config.data_dir.clone(), ".".into(), ".cozy".into()];
-        if let Some(home) = std::env::var_os("HOME").map(std::path::PathBuf::from) {
-            dirs.extend([
-                home.join(".hearth"),
-                home.join(".cozy"),
-                home.join(".config/cozy"),
-            ]);
+    let default_name = crate::config::Config::default().admin.secret_filename;
+    let mut names = vec![config.admin.secret_filename.clone()];
+    if config.admin.secret_filename == default_name {
+        names.push(COZY_SECRET_FILENAME.to_owned());
+    }
+    let mut dirs = vec![config.data_dir.clone(), ".".into(), ".cozy".into()];
+    if let Some(home) = std::env::var_os("HOME").map(std::path::PathBuf::from) {
+        dirs.extend([
+            home.join(".hearth"),
+            home.join(".cozy"),
+            home.join(".config/cozy"),
+        ]);
+    }
+    if let Some(xdg) = std::env::var_os("XDG_CONFIG_HOME").filter(|x| !x.is_empty()) {
+        dirs.push(std::path::PathBuf::from(xdg).join("cozy"));
+    }
+    dirs.extend(["/etc/hearth".into(), "/etc/cozy".into()]);
+    let mut files = Vec::new();
+    for name in &names {
+        let name = std::path::Path::new(name);
+        if name.is_absolute() {
+            files.push(name.to_path_buf());
+        } else {
+            files.extend(dirs.iter().map(|d| d.join(name)));
         }
-        dirs.extend(["/etc/hearth".into(), "/etc/cozy".into()]);
-        dirs.into_iter().map(|d| d.join(name)).collect()
-    };
+    }
     hearth_web::AdminAuth::new(passphrase, files)
 }
+
+/// The Cozy stack's default name of the admin passphrase file.
+const COZY_SECRET_FILENAME: &str = "cozy-admin-passphrase";
 
 /// The distinct addresses a host name resolves to.
 async fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {

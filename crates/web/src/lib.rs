@@ -6,6 +6,7 @@
 //! (spec core-api B.2).
 
 mod admin;
+mod admin_checks;
 mod admin_raw;
 mod apps;
 mod auth;
@@ -296,6 +297,7 @@ pub fn admin_router(state: AppState) -> Router {
         .route("/metrics", get(metrics::get_metrics))
         .merge(admin::routes())
         .merge(admin_raw::routes())
+        .merge(admin_checks::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             admin::require_passphrase,

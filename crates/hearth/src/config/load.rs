@@ -1,4 +1,5 @@
-//! Loading: layering defaults, the file, `HEARTH_*` variables and flags, and validation.
+//! Loading: layering defaults, the file, `HEARTH_*` / `COZY_*` variables and flags, and
+//! validation.
 //!
 //! The layers are merged as YAML trees before one deserialization, so that every layer
 //! is checked by the same serde code and an error names the key (via
@@ -6,7 +7,16 @@
 //! gives the shape: a non-empty mapping there is a section whose keys are known, and
 //! anything else (scalars, and the free-form `contexts` / `registries` maps) is a leaf.
 //! Each leaf `a.b_c` can be set by the variable `HEARTH_A_B_C`, or read from the file
-//! named by `HEARTH_A_B_C_FILE` (meant for secrets).
+//! named by `HEARTH_A_B_C_FILE` (meant for secrets), or, as with the Cozy stack, by
+//! `COZY_A_B_C` (a `HEARTH_` variable wins).
+//!
+//! Files come in two flavours. Hearth's own (`hearth.yaml`…) are strict: an unknown key
+//! stops Hearth. The Cozy stack's (`cozy.yaml`, `cozy.yml`, `cozy.json`, each with an
+//! optional `.local` companion layered over it) are read so that an operator's existing
+//! file works: the keys Hearth shares are used, Cozy shapes are translated
+//! (`registries` as a plain list, `jobs.workers.<name>: true|false`), and every key
+//! Hearth has no use for (`couchdb`, `redis`, `fs.default_layout`…) is reported as a
+//! warning and ignored.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -33,7 +43,7 @@ impl std::error::Error for ConfigError {}
 pub enum Source {
     Default,
     File(PathBuf),
-    /// The variable's name (`HEARTH_PORT`, or `HEARTH_MAIL_PASSWORD_FILE`).
+    /// The variable's name (`HEARTH_PORT`, `HEARTH_MAIL_PASSWORD_FILE`, `COZY_PORT`).
     Env(String),
     /// The flag's name (`--port`).
     Flag(&'static str),
@@ -91,7 +101,8 @@ impl Sources {
     }
 }
 
-/// Values given on the command line (`hearth serve --port …`).
+/// Values given on the command line (`hearth serve --port …`), named after the flags
+/// of `cozy-stack serve` where there is one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Overrides {
     pub host: Option<String>,
@@ -102,15 +113,38 @@ pub struct Overrides {
     pub fs_url: Option<String>,
     pub database_url: Option<String>,
     pub log_level: Option<String>,
+    pub konnectors_cmd: Option<String>,
+    pub subdomains: Option<String>,
+    pub mail_host: Option<String>,
+    pub mail_port: Option<u16>,
+    pub mail_username: Option<String>,
+    pub mail_password: Option<String>,
+    pub mail_disable_tls: Option<bool>,
+    pub mail_use_ssl: Option<bool>,
+    pub mail_local_name: Option<String>,
+    pub mail_noreply_address: Option<String>,
+    pub mail_noreply_name: Option<String>,
+    pub mail_reply_to: Option<String>,
+    pub mail_alert_address: Option<String>,
+    /// `--mailhog`: SMTP on port 1025 without TLS (to `localhost` unless `mail.host`
+    /// is set), applied after the other mail flags as in the Cozy stack.
+    pub mailhog: bool,
+    pub onlyoffice_url: Option<String>,
+    pub vault_encryptor_key: Option<String>,
+    pub vault_decryptor_key: Option<String>,
+    /// Flags of `cozy-stack serve` that were given and have no effect in Hearth; each
+    /// is reported once as a warning.
+    pub ignored: Vec<String>,
 }
 
 impl Overrides {
-    /// `(key path, flag, value)` for every flag given.
+    /// `(key path, flag, value)` for every flag given, in the order they apply.
     fn entries(&self) -> Vec<(&'static str, &'static str, Value)> {
         let text = |v: &Option<String>| v.as_ref().map(|s| Value::String(s.clone()));
         let port = |v: Option<u16>| v.map(|p| Value::Number(p.into()));
+        let boolean = |v: Option<bool>| v.map(Value::Bool);
         let path = |v: &Option<PathBuf>| v.as_ref().map(|p| Value::String(p.display().to_string()));
-        [
+        let mut entries: Vec<(&'static str, &'static str, Option<Value>)> = vec![
             ("host", "--host", text(&self.host)),
             ("port", "--port", port(self.port)),
             ("admin.host", "--admin-host", text(&self.admin_host)),
@@ -119,10 +153,82 @@ impl Overrides {
             ("fs.url", "--fs-url", text(&self.fs_url)),
             ("database.url", "--database-url", text(&self.database_url)),
             ("log.level", "--log-level", text(&self.log_level)),
-        ]
-        .into_iter()
-        .filter_map(|(key, flag, value)| value.map(|v| (key, flag, v)))
-        .collect()
+            (
+                "konnectors.cmd",
+                "--konnectors-cmd",
+                text(&self.konnectors_cmd),
+            ),
+            ("subdomains", "--subdomains", text(&self.subdomains)),
+            ("mail.host", "--mail-host", text(&self.mail_host)),
+            ("mail.port", "--mail-port", port(self.mail_port)),
+            (
+                "mail.username",
+                "--mail-username",
+                text(&self.mail_username),
+            ),
+            (
+                "mail.password",
+                "--mail-password",
+                text(&self.mail_password),
+            ),
+            (
+                "mail.disable_tls",
+                "--mail-disable-tls",
+                boolean(self.mail_disable_tls),
+            ),
+            ("mail.use_ssl", "--mail-use-ssl", boolean(self.mail_use_ssl)),
+            (
+                "mail.local_name",
+                "--mail-local-name",
+                text(&self.mail_local_name),
+            ),
+            (
+                "mail.noreply_address",
+                "--mail-noreply-address",
+                text(&self.mail_noreply_address),
+            ),
+            (
+                "mail.noreply_name",
+                "--mail-noreply-name",
+                text(&self.mail_noreply_name),
+            ),
+            (
+                "mail.reply_to",
+                "--mail-reply-to",
+                text(&self.mail_reply_to),
+            ),
+            (
+                "mail.alert_address",
+                "--mail-alert-address",
+                text(&self.mail_alert_address),
+            ),
+            (
+                "office.default.onlyoffice_url",
+                "--onlyoffice-url",
+                text(&self.onlyoffice_url),
+            ),
+            (
+                "vault.credentials_encryptor_key",
+                "--vault-encryptor-key",
+                text(&self.vault_encryptor_key),
+            ),
+            (
+                "vault.credentials_decryptor_key",
+                "--vault-decryptor-key",
+                text(&self.vault_decryptor_key),
+            ),
+        ];
+        if self.mailhog {
+            entries.extend([
+                ("mail.port", "--mailhog", Some(Value::Number(1025.into()))),
+                ("mail.disable_tls", "--mailhog", Some(Value::Bool(true))),
+                ("mail.use_ssl", "--mailhog", Some(Value::Bool(false))),
+            ]);
+        }
+        entries
+            .into_iter()
+            .filter_map(|(key, flag, value)| value.map(|v| (key, flag, v)))
+            .collect()
     }
 }
 
@@ -133,7 +239,7 @@ pub struct LoadInput {
     pub file: Option<PathBuf>,
     /// Files tried in order when `file` is `None`; none found means defaults.
     pub search: Vec<PathBuf>,
-    /// Environment variables; only `HEARTH_*` ones are used.
+    /// Environment variables; only `HEARTH_*` and `COZY_*` ones are used.
     pub env: Vec<(String, String)>,
     pub flags: Overrides,
 }
@@ -143,7 +249,7 @@ impl LoadInput {
     pub fn from_process(file: Option<PathBuf>, flags: Overrides) -> Self {
         let env = std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .filter(|(k, _)| k.starts_with("HEARTH_"))
+            .filter(|(k, _)| k.starts_with("HEARTH_") || k.starts_with("COZY_"))
             .collect();
         Self {
             file,
@@ -154,14 +260,49 @@ impl LoadInput {
     }
 }
 
-/// `./hearth.yaml`, `~/.hearth.yaml`, `/etc/hearth/hearth.yaml`.
+/// Hearth's own files, `./hearth.yaml`, `~/.hearth.yaml`, `/etc/hearth/hearth.yaml`,
+/// then the Cozy stack's, in its order: `cozy.json`, then `cozy.yaml`, then `cozy.yml`,
+/// each looked for in `.`, `.cozy`, `~/.cozy`, `~/.config/cozy`,
+/// `$XDG_CONFIG_HOME/cozy` and `/etc/cozy`.
 pub fn default_search_paths() -> Vec<PathBuf> {
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from);
+    let xdg = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from);
+    search_paths(home.as_deref(), xdg.as_deref())
+}
+
+fn search_paths(home: Option<&Path>, xdg_config_home: Option<&Path>) -> Vec<PathBuf> {
     let mut paths = vec![PathBuf::from("hearth.yaml")];
-    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
-        paths.push(Path::new(&home).join(".hearth.yaml"));
+    if let Some(home) = home {
+        paths.push(home.join(".hearth.yaml"));
     }
     paths.push(PathBuf::from("/etc/hearth/hearth.yaml"));
+    let mut cozy_dirs = vec![PathBuf::from("."), PathBuf::from(".cozy")];
+    if let Some(home) = home {
+        cozy_dirs.push(home.join(".cozy"));
+        cozy_dirs.push(home.join(".config/cozy"));
+    }
+    if let Some(xdg) = xdg_config_home {
+        cozy_dirs.push(xdg.join("cozy"));
+    }
+    cozy_dirs.push(PathBuf::from("/etc/cozy"));
+    for ext in ["json", "yaml", "yml"] {
+        for dir in &cozy_dirs {
+            paths.push(dir.join(format!("cozy.{ext}")));
+        }
+    }
     paths
+}
+
+/// Whether a file is one of the Cozy stack's (`cozy.yaml`, `cozy.json`…, and their
+/// `.local` companions), read leniently.
+pub fn is_cozy_file(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("cozy."))
 }
 
 /// A checked configuration, with where each value came from.
@@ -171,8 +312,11 @@ pub struct Loaded {
     pub sources: Sources,
     /// The file read, if any.
     pub file: Option<PathBuf>,
+    /// Files layered over `file` (a Cozy file's `.local` companion).
+    pub extra_files: Vec<PathBuf>,
     pub backends: Backends,
-    /// Things worth logging that do not stop the server (a mistyped variable name).
+    /// Things worth logging that do not stop the server (a mistyped variable name, a
+    /// Cozy setting Hearth does not use, a flag without effect).
     pub warnings: Vec<String>,
 }
 
@@ -183,24 +327,65 @@ impl Loaded {
     }
 }
 
+/// A configuration file read and parsed.
+struct FileLayer {
+    path: PathBuf,
+    value: Value,
+    /// A Cozy stack file: unknown keys are warnings.
+    cozy: bool,
+}
+
 /// Loads and validates the configuration.
 pub fn load(input: &LoadInput) -> Result<Loaded, ConfigError> {
-    let file = read_file(input)?;
+    let mut warnings = Vec::new();
+    let files = read_files(input, &mut warnings)?;
     // The derived defaults (database, files, outbox) depend on the data directory,
     // which any layer may set: find it first, then layer again on the right defaults.
     let (first, _) = layer(
         &Config::defaults(Path::new(DEFAULT_DATA_DIR)),
-        file.as_ref(),
+        &files,
         input,
+        &mut Vec::new(),
     )?;
     let defaults = Config::defaults(&first.data_dir);
-    let (config, sources) = layer(&defaults, file.as_ref(), input)?;
-    let mut loaded = validate(config, sources, file.map(|(path, _)| path))?;
-    loaded.warnings = unknown_env_vars(&defaults, &input.env);
+    let (config, sources) = layer(&defaults, &files, input, &mut warnings)?;
+    let mut paths = files.into_iter().map(|f| f.path);
+    let mut loaded = validate(config, sources, paths.next())?;
+    loaded.extra_files = paths.collect();
+    warnings.extend(unknown_env_vars(&defaults, &input.env));
+    warnings.extend(input.flags.ignored.iter().map(|flag| {
+        format!(
+            "{flag} is accepted for compatibility with cozy-stack serve and has no effect in Hearth"
+        )
+    }));
+    warnings.extend(unused_settings(&loaded.config));
+    loaded.warnings = warnings;
     Ok(loaded)
 }
 
-/// `HEARTH_*` variables that set no key: most likely typos, worth a warning.
+/// Settings that are read and shown but not acted upon yet.
+fn unused_settings(config: &Config) -> Vec<String> {
+    let mut notes = Vec::new();
+    if config.mail.alert_address.is_some() {
+        notes.push("mail.alert_address is set, but Hearth sends no alert mail yet".to_owned());
+    }
+    if !config.office.is_empty() {
+        notes.push(
+            "office (OnlyOffice) is set, but Hearth has no OnlyOffice integration yet".to_owned(),
+        );
+    }
+    if config.vault.credentials_encryptor_key.is_some() {
+        notes.push(
+            "vault keys are set and valid, but Hearth does not encrypt account credentials with them yet"
+                .to_owned(),
+        );
+    }
+    notes
+}
+
+/// `HEARTH_*` variables that set no key: most likely typos, worth a warning. `COZY_*`
+/// variables belong to many tools and are not checked, except CouchDB's, which an
+/// operator coming from the Cozy stack may expect to matter.
 fn unknown_env_vars(defaults: &Config, env: &[(String, String)]) -> Vec<String> {
     let Ok(shape) = serde_norway::to_value(defaults) else {
         return Vec::new();
@@ -221,51 +406,94 @@ fn unknown_env_vars(defaults: &Config, env: &[(String, String)]) -> Vec<String> 
         })
         .map(|name| format!("{name} is not a configuration variable; it is ignored"))
         .collect();
+    unknown.extend(
+        env.iter()
+            .map(|(name, _)| name)
+            .filter(|name| name.starts_with("COZY_COUCHDB_"))
+            .map(|name| format!("{name} is ignored: Hearth has no CouchDB; documents are stored where database.url says")),
+    );
     unknown.sort();
     unknown.dedup();
     unknown
 }
 
-/// `HEARTH_*` variables read by the command line rather than the configuration.
 /// `HEARTH_*` variables read elsewhere than in the configuration.
 const NOT_CONFIG_KEYS: &[&str] = &[
     "HEARTH_CONFIG",
     "HEARTH_ADMIN_PASSPHRASE",
     "HEARTH_ADMIN_PASSWORD",
     "HEARTH_DISABLE_INSTANCES_ADD_RM",
+    "HEARTH_DOMAIN",
 ];
 
 /// The name of the variable that sets a key: `admin.port` → `HEARTH_ADMIN_PORT`.
 pub fn env_name(path: &str) -> String {
-    format!("HEARTH_{}", path.replace('.', "_").to_ascii_uppercase())
+    format!("HEARTH_{}", env_suffix(path))
+}
+
+/// The Cozy stack's name of the variable that sets a key: `admin.port` →
+/// `COZY_ADMIN_PORT`.
+pub fn cozy_env_name(path: &str) -> String {
+    format!("COZY_{}", env_suffix(path))
+}
+
+fn env_suffix(path: &str) -> String {
+    path.replace('.', "_").to_ascii_uppercase()
 }
 
 fn error_at(sources: &Sources, key: &str, message: impl fmt::Display) -> ConfigError {
     ConfigError(format!("{}: {key}: {message}", sources.get(key)))
 }
 
-fn read_file(input: &LoadInput) -> Result<Option<(PathBuf, Value)>, ConfigError> {
-    let path = match &input.file {
-        Some(path) => path.clone(),
+/// The file given or found, then, for a Cozy file found by the search, its `.local`
+/// companion.
+fn read_files(
+    input: &LoadInput,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<FileLayer>, ConfigError> {
+    let (path, searched) = match &input.file {
+        Some(path) => (path.clone(), false),
         None => match input.search.iter().find(|p| p.is_file()) {
-            Some(path) => path.clone(),
-            None => return Ok(None),
+            Some(path) => (path.clone(), true),
+            None => return Ok(Vec::new()),
         },
     };
     // Messages and `config show` name the file in full, whatever the working directory.
     let path = std::path::absolute(&path).unwrap_or(path);
+    let mut files = vec![read_file(path.clone(), warnings)?];
+    if searched && is_cozy_file(&path) {
+        let mut local = path.into_os_string();
+        local.push(".local");
+        let local = PathBuf::from(local);
+        if local.is_file() {
+            files.push(read_file(local, warnings)?);
+        }
+    }
+    Ok(files)
+}
+
+fn read_file(path: PathBuf, warnings: &mut Vec<String>) -> Result<FileLayer, ConfigError> {
+    let cozy = is_cozy_file(&path);
     let text = std::fs::read_to_string(&path).map_err(|e| {
         ConfigError(format!(
             "{}: cannot read the configuration file: {e}",
             path.display()
         ))
     })?;
+    if cozy && text.contains("{{") {
+        return Err(ConfigError(format!(
+            "{}: Go templates ({{{{ … }}}}) are not supported; expand them first (for \
+             example with envsubst) or set those values with COZY_* variables",
+            path.display()
+        )));
+    }
+    // JSON is YAML, so `cozy.json` parses the same way.
     let mut value: Value = serde_norway::from_str(&text)
         .map_err(|e| ConfigError(format!("{}: invalid YAML: {e}", path.display())))?;
     value
         .apply_merge()
         .map_err(|e| ConfigError(format!("{}: invalid YAML: {e}", path.display())))?;
-    let value = match value {
+    let mut value = match value {
         Value::Null => Value::Mapping(Mapping::new()),
         Value::Mapping(_) => value,
         other => {
@@ -276,34 +504,97 @@ fn read_file(input: &LoadInput) -> Result<Option<(PathBuf, Value)>, ConfigError>
             )));
         }
     };
-    Ok(Some((path, value)))
+    if cozy {
+        cozy_shapes(&mut value, &path, warnings);
+    }
+    Ok(FileLayer { path, value, cozy })
+}
+
+/// Translates the Cozy stack's shapes of shared keys into Hearth's.
+fn cozy_shapes(value: &mut Value, file: &Path, warnings: &mut Vec<String>) {
+    let Value::Mapping(root) = value else { return };
+    // `registries: [url, …]` is the default context's list.
+    if let Some(list @ Value::Sequence(_)) = root.get_mut("registries") {
+        let mut by_context = Mapping::new();
+        by_context.insert(Value::String("default".into()), list.clone());
+        *list = Value::Mapping(by_context);
+    }
+    if root.contains_key("couchdb") {
+        root.remove("couchdb");
+        warnings.push(format!(
+            "{}: couchdb is ignored: Hearth has no CouchDB; documents are stored where \
+             database.url says (default: SQLite files under data_dir)",
+            file.display()
+        ));
+    }
+    let Some(Value::Mapping(jobs)) = root.get_mut("jobs") else {
+        return;
+    };
+    match jobs.get_mut("workers") {
+        None | Some(Value::Mapping(_)) => {}
+        Some(_) => {
+            jobs.remove("workers");
+            warnings.push(format!(
+                "{}: jobs.workers as a number or a switch is ignored: Hearth runs every worker, \
+                 with per-worker limits under jobs.workers.<name>",
+                file.display()
+            ));
+            return;
+        }
+    }
+    if let Some(Value::Mapping(workers)) = jobs.get_mut("workers") {
+        for (name, limits) in workers.iter_mut() {
+            match limits {
+                Value::Bool(true) | Value::Null => *limits = Value::Mapping(Mapping::new()),
+                Value::Bool(false) => {
+                    *limits = Value::Mapping(Mapping::new());
+                    warnings.push(format!(
+                        "{}: jobs.workers.{}: false is ignored: Hearth cannot turn a worker off; \
+                         it runs with its default limits",
+                        file.display(),
+                        name.as_str().unwrap_or("?")
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 /// Merges the layers over `defaults` and deserializes the result.
 fn layer(
     defaults: &Config,
-    file: Option<&(PathBuf, Value)>,
+    files: &[FileLayer],
     input: &LoadInput,
+    warnings: &mut Vec<String>,
 ) -> Result<(Config, Sources), ConfigError> {
     let shape = serde_norway::to_value(defaults)
         .map_err(|e| ConfigError(format!("default configuration: {e}")))?;
     let mut tree = shape.clone();
     let mut sources = Sources::default();
-    if let Some((path, value)) = file {
-        overlay_file(
-            &mut tree,
-            &shape,
-            value,
-            &mut Vec::new(),
-            path,
-            &mut sources,
-        )?;
+    for file in files {
+        let mut overlay = FileOverlay {
+            file: &file.path,
+            lenient: file.cozy,
+            sources: &mut sources,
+            warnings,
+        };
+        overlay.apply(&mut tree, &shape, &file.value, &mut Vec::new())?;
     }
     overlay_env(&mut tree, &shape, &input.env, &mut sources)?;
-    for (key, flag, value) in input.flags.entries() {
+    let mut entries = input.flags.entries();
+    if input.flags.mailhog
+        && matches!(
+            tree.get("mail").and_then(|m| m.get("host")),
+            None | Some(Value::Null)
+        )
+    {
+        entries.push(("mail.host", "--mailhog", Value::String("localhost".into())));
+    }
+    for (key, flag, value) in entries {
         let path: Vec<String> = key.split('.').map(str::to_owned).collect();
         set(&mut tree, &path, value);
-        sources.set(&path, Source::Flag(flag));
+        sources.set(&leaf_path(&shape, &path), Source::Flag(flag));
     }
     let config = serde_path_to_error::deserialize::<_, Config>(tree).map_err(|e| {
         let path = e.path().to_string();
@@ -317,57 +608,95 @@ fn layer(
     Ok((config, sources))
 }
 
+/// The part of `path` down to its first leaf in the shape: a flag setting
+/// `office.default.onlyoffice_url` sets the free-form `office`.
+fn leaf_path(shape: &Value, path: &[String]) -> Vec<String> {
+    let mut node = shape;
+    let mut out = Vec::new();
+    for key in path {
+        out.push(key.clone());
+        if !is_section(node) {
+            break;
+        }
+        match node.get(key.as_str()) {
+            Some(sub) if is_section(sub) => node = sub,
+            _ => break,
+        }
+    }
+    out
+}
+
 /// Whether a node of the default tree is a section (a struct) rather than a leaf.
 fn is_section(shape: &Value) -> bool {
     matches!(shape, Value::Mapping(m) if !m.is_empty())
 }
 
-fn overlay_file(
-    tree: &mut Value,
-    shape: &Value,
-    layer: &Value,
-    path: &mut Vec<String>,
-    file: &Path,
-    sources: &mut Sources,
-) -> Result<(), ConfigError> {
-    match (shape, layer) {
-        // `admin:` with every key commented out leaves the section alone.
-        (Value::Mapping(_), Value::Null) if is_section(shape) => Ok(()),
-        (Value::Mapping(known), Value::Mapping(given)) if is_section(shape) => {
-            for (key, value) in given {
-                let Some(key) = key.as_str() else {
-                    return Err(ConfigError(format!(
-                        "{}: keys must be strings, found {}{}",
-                        file.display(),
-                        kind(key),
-                        in_section(path)
-                    )));
-                };
-                let Some(sub_shape) = known.get(key) else {
-                    let expected: Vec<&str> = known.keys().filter_map(Value::as_str).collect();
+/// Lays one file over the tree, recording sources; unknown keys are errors, or
+/// warnings for a Cozy file.
+struct FileOverlay<'a> {
+    file: &'a Path,
+    lenient: bool,
+    sources: &'a mut Sources,
+    warnings: &'a mut Vec<String>,
+}
+
+impl FileOverlay<'_> {
+    fn apply(
+        &mut self,
+        tree: &mut Value,
+        shape: &Value,
+        layer: &Value,
+        path: &mut Vec<String>,
+    ) -> Result<(), ConfigError> {
+        match (shape, layer) {
+            // `admin:` with every key commented out leaves the section alone.
+            (Value::Mapping(_), Value::Null) if is_section(shape) => Ok(()),
+            (Value::Mapping(known), Value::Mapping(given)) if is_section(shape) => {
+                for (key, value) in given {
+                    let Some(key) = key.as_str() else {
+                        return Err(ConfigError(format!(
+                            "{}: keys must be strings, found {}{}",
+                            self.file.display(),
+                            kind(key),
+                            in_section(path)
+                        )));
+                    };
                     let mut full = path.clone();
                     full.push(key.to_owned());
-                    return Err(ConfigError(format!(
-                        "{}: unknown key {:?} (expected one of {})",
-                        file.display(),
-                        full.join("."),
-                        expected.join(", ")
-                    )));
-                };
-                let Some(sub_tree) = tree.get_mut(key) else {
-                    // The tree starts as a copy of the shape, so a known key is there.
-                    continue;
-                };
-                path.push(key.to_owned());
-                overlay_file(sub_tree, sub_shape, value, path, file, sources)?;
-                path.pop();
+                    let Some(sub_shape) = known.get(key) else {
+                        if self.lenient {
+                            self.warnings.push(format!(
+                                "{}: {} is a Cozy stack setting Hearth does not use; it is ignored",
+                                self.file.display(),
+                                full.join(".")
+                            ));
+                            continue;
+                        }
+                        let expected: Vec<&str> = known.keys().filter_map(Value::as_str).collect();
+                        return Err(ConfigError(format!(
+                            "{}: unknown key {:?} (expected one of {})",
+                            self.file.display(),
+                            full.join("."),
+                            expected.join(", ")
+                        )));
+                    };
+                    let Some(sub_tree) = tree.get_mut(key) else {
+                        // The tree starts as a copy of the shape, so a known key is there.
+                        continue;
+                    };
+                    path.push(key.to_owned());
+                    self.apply(sub_tree, sub_shape, value, path)?;
+                    path.pop();
+                }
+                Ok(())
             }
-            Ok(())
-        }
-        _ => {
-            *tree = coerce(shape, layer.clone());
-            sources.set(path, Source::File(file.to_path_buf()));
-            Ok(())
+            // A section given as something else than a mapping: let serde say why.
+            _ => {
+                *tree = coerce(shape, layer.clone());
+                self.sources
+                    .set(path, Source::File(self.file.to_path_buf()));
+                Ok(())
+            }
         }
     }
 }
@@ -380,6 +709,7 @@ fn in_section(path: &[String]) -> String {
     }
 }
 
+/// `HEARTH_<KEY>`, else `HEARTH_<KEY>_FILE`, else `COZY_<KEY>`, for every leaf.
 fn overlay_env(
     tree: &mut Value,
     shape: &Value,
@@ -390,21 +720,26 @@ fn overlay_env(
     let mut leaves = Vec::new();
     collect_leaves(shape, &mut Vec::new(), &mut leaves);
     for (path, leaf) in leaves {
-        let name = env_name(&path.join("."));
+        let key = path.join(".");
+        let name = env_name(&key);
         let file_var = format!("{name}_FILE");
+        let cozy = cozy_env_name(&key);
         let (raw, var) = match (env.get(name.as_str()), env.get(file_var.as_str())) {
-            (None, None) => continue,
+            (Some(_), Some(_)) => {
+                return Err(ConfigError(format!(
+                    "{name} and {file_var} are both set; keep one"
+                )));
+            }
             (Some(value), None) => ((*value).to_owned(), name),
             (None, Some(file)) => {
                 let text = std::fs::read_to_string(file)
                     .map_err(|e| ConfigError(format!("{file_var}: cannot read {file}: {e}")))?;
                 (text.trim_end_matches(['\n', '\r']).to_owned(), file_var)
             }
-            (Some(_), Some(_)) => {
-                return Err(ConfigError(format!(
-                    "{name} and {file_var} are both set; keep one"
-                )));
-            }
+            (None, None) => match env.get(cozy.as_str()) {
+                Some(value) => ((*value).to_owned(), cozy),
+                None => continue,
+            },
         };
         let value = env_value(&raw, leaf).map_err(|e| ConfigError(format!("{var}: {e}")))?;
         set(tree, &path, value);
@@ -496,6 +831,12 @@ fn validate(
     file: Option<PathBuf>,
 ) -> Result<Loaded, ConfigError> {
     let err = |key: &str, message: String| error_at(&sources, key, message);
+    // The Cozy stack's level names that are not tracing's.
+    match config.log.level.trim() {
+        "warning" => config.log.level = "warn".into(),
+        "panic" | "fatal" => config.log.level = "error".into(),
+        _ => {}
+    }
     for (key, value) in [
         ("host", &config.host),
         ("admin.host", &config.admin.host),
@@ -560,10 +901,42 @@ fn validate(
     {
         config.konnectors.cmd = None;
     }
+    let vault = &config.vault;
+    match (
+        vault.credentials_encryptor_key.as_deref(),
+        vault.credentials_decryptor_key.as_deref(),
+    ) {
+        (None, None) => {}
+        (Some(_), None) => {
+            return Err(err(
+                "vault.credentials_encryptor_key",
+                "is set without vault.credentials_decryptor_key: the vault needs both keys \
+                 (hearth config gen-keys <path> writes them)"
+                    .into(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(err(
+                "vault.credentials_decryptor_key",
+                "is set without vault.credentials_encryptor_key: the vault needs both keys \
+                 (hearth config gen-keys <path> writes them)"
+                    .into(),
+            ));
+        }
+        (Some(enc), Some(dec)) => {
+            for (key, path) in [
+                ("vault.credentials_encryptor_key", enc),
+                ("vault.credentials_decryptor_key", dec),
+            ] {
+                crate::keys::read(Path::new(path)).map_err(|m| err(key, m))?;
+            }
+        }
+    }
     Ok(Loaded {
         config,
         sources,
         file,
+        extra_files: Vec::new(),
         backends: Backends { database, fs },
         warnings: Vec::new(),
     })
@@ -926,6 +1299,232 @@ mod tests {
         assert_eq!(
             loaded.warnings,
             ["HEARTH_PROT is not a configuration variable; it is ignored"]
+        );
+    }
+
+    fn cozy_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+
+    #[test]
+    fn search_order_is_hearth_then_cozy_by_extension() {
+        let paths = search_paths(Some(Path::new("/home/op")), Some(Path::new("/xdg")));
+        let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        assert_eq!(
+            shown[..5],
+            [
+                "hearth.yaml",
+                "/home/op/.hearth.yaml",
+                "/etc/hearth/hearth.yaml",
+                "./cozy.json",
+                ".cozy/cozy.json"
+            ]
+        );
+        let yaml = |p: &str| shown.iter().position(|s| s == p).unwrap_or(usize::MAX);
+        assert!(yaml("/etc/cozy/cozy.json") < yaml("./cozy.yaml"));
+        assert!(yaml(".cozy/cozy.yaml") < yaml("/home/op/.cozy/cozy.yaml"));
+        assert!(yaml("/home/op/.config/cozy/cozy.yaml") < yaml("/xdg/cozy/cozy.yaml"));
+        assert!(yaml("/xdg/cozy/cozy.yaml") < yaml("/etc/cozy/cozy.yaml"));
+        assert!(yaml("/etc/cozy/cozy.yaml") < yaml(".cozy/cozy.yml"));
+        assert!(is_cozy_file(Path::new("/etc/cozy/cozy.yaml.local")));
+        assert!(!is_cozy_file(Path::new("/etc/hearth/hearth.yaml")));
+    }
+
+    #[test]
+    fn cozy_files_are_read_leniently() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = cozy_file(
+            dir.path(),
+            "cozy.yaml",
+            "host: 0.0.0.0\ncouchdb:\n  url: http://localhost:5984/\nfs:\n  url: /srv/files\n  \
+             default_layout: 2\nregistries:\n  - https://apps.example.net/\njobs:\n  workers:\n    \
+             thumbnail:\n      concurrency: 1\n      timeout: 2m\n    sendmail: false\n    log: true\n\
+             mail:\n  disable_tls: true\n  use_ssl: false\n  alert_address: ops@example.net\n\
+             log:\n  level: warning\nvault:\n  something_else: 1\n",
+        );
+        let loaded = load(&LoadInput {
+            search: vec![dir.path().join("hearth.yaml"), file.clone()],
+            ..LoadInput::default()
+        })
+        .expect("load");
+        let c = &loaded.config;
+        assert_eq!(loaded.file.as_deref(), Some(file.as_path()));
+        assert_eq!(c.host, "0.0.0.0");
+        assert_eq!(c.fs.url, "file:///srv/files");
+        assert_eq!(c.registries["default"], ["https://apps.example.net/"]);
+        assert_eq!(c.jobs.workers["thumbnail"].timeout, Some(120));
+        assert_eq!(c.jobs.workers["thumbnail"].concurrency, Some(1));
+        assert!(c.jobs.workers.contains_key("log") && c.jobs.workers.contains_key("sendmail"));
+        assert!(c.mail.disable_tls);
+        assert_eq!(c.mail.alert_address.as_deref(), Some("ops@example.net"));
+        assert_eq!(c.log.level, "warn");
+        let w = loaded.warnings.join("\n");
+        for expected in [
+            "couchdb is ignored",
+            "fs.default_layout is a Cozy stack setting Hearth does not use",
+            "vault.something_else is a Cozy stack setting",
+            "jobs.workers.sendmail: false is ignored",
+            "mail.alert_address is set, but Hearth sends no alert mail yet",
+        ] {
+            assert!(w.contains(expected), "{expected:?} not in\n{w}");
+        }
+        // The same keys in Hearth's own file are errors.
+        let strict = yaml_file(dir.path(), "couchdb:\n  url: x\n");
+        assert!(
+            load_err(&LoadInput {
+                file: Some(strict),
+                ..LoadInput::default()
+            })
+            .contains("unknown key \"couchdb\"")
+        );
+        // A template is refused with a way out.
+        let templated = cozy_file(dir.path(), "cozy.yml", "host: {{ .Env.HOST }}\n");
+        assert!(
+            load_err(&LoadInput {
+                file: Some(templated),
+                ..LoadInput::default()
+            })
+            .contains("Go templates")
+        );
+    }
+
+    #[test]
+    fn cozy_local_companion_is_layered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = cozy_file(dir.path(), "cozy.yaml", "port: 1\nhost: a\n");
+        let local = cozy_file(dir.path(), "cozy.yaml.local", "port: 2\n");
+        let loaded = load(&LoadInput {
+            search: vec![file.clone()],
+            ..LoadInput::default()
+        })
+        .expect("load");
+        assert_eq!((loaded.config.port, loaded.config.host.as_str()), (2, "a"));
+        assert_eq!(loaded.sources.get("port"), &Source::File(local.clone()));
+        assert_eq!(loaded.sources.get("host"), &Source::File(file));
+        assert_eq!(loaded.extra_files, [local]);
+    }
+
+    #[test]
+    fn cozy_variables_beside_hearth_ones() {
+        let input = LoadInput {
+            env: env(&[
+                ("COZY_PORT", "1111"),
+                ("COZY_ADMIN_PORT", "2222"),
+                ("HEARTH_ADMIN_PORT", "3333"),
+                ("COZY_MAIL_HOST", "smtp.example.net"),
+                ("COZY_KONNECTORS_CMD", "/usr/bin/konnector"),
+                ("COZY_COUCHDB_URL", "http://x"),
+                ("COZY_DOMAIN", "not.a.key"),
+            ]),
+            ..LoadInput::default()
+        };
+        let loaded = load(&input).expect("load");
+        let c = &loaded.config;
+        assert_eq!((c.port, c.admin.port), (1111, 3333));
+        assert_eq!(c.mail.host.as_deref(), Some("smtp.example.net"));
+        let s = &loaded.sources;
+        assert_eq!(s.get("port"), &Source::Env("COZY_PORT".into()));
+        assert_eq!(
+            s.get("admin.port"),
+            &Source::Env("HEARTH_ADMIN_PORT".into())
+        );
+        assert_eq!(
+            s.get("konnectors.cmd"),
+            &Source::Env("COZY_KONNECTORS_CMD".into())
+        );
+        assert_eq!(
+            loaded.warnings,
+            [
+                "COZY_COUCHDB_URL is ignored: Hearth has no CouchDB; documents are stored where database.url says"
+            ]
+        );
+    }
+
+    #[test]
+    fn cozy_serve_flags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys = dir.path().join("k");
+        crate::keys::write_pair(&keys).expect("keys");
+        let key = |ext: &str| format!("{}.{ext}", keys.display());
+        let flags = Overrides {
+            mailhog: true,
+            mail_port: Some(25),
+            onlyoffice_url: Some("http://oo.example.net/".into()),
+            vault_encryptor_key: Some(key("enc")),
+            vault_decryptor_key: Some(key("dec")),
+            konnectors_cmd: Some("/bin/true".into()),
+            subdomains: Some("flat".into()),
+            ignored: vec!["--geodb".into()],
+            ..Overrides::default()
+        };
+        let loaded = load(&LoadInput {
+            flags,
+            ..LoadInput::default()
+        })
+        .expect("load");
+        let c = &loaded.config;
+        // --mailhog wins over --mail-port, and picks localhost when no host is set.
+        assert_eq!(
+            (c.mail.host.as_deref(), c.mail.port, c.mail.disable_tls),
+            (Some("localhost"), 1025, true)
+        );
+        assert_eq!(loaded.sources.get("mail.port"), &Source::Flag("--mailhog"));
+        assert_eq!(c.subdomains, crate::config::Subdomains::Flat);
+        assert_eq!(
+            c.office["default"].get("onlyoffice_url"),
+            Some(&Value::String("http://oo.example.net/".into()))
+        );
+        assert_eq!(
+            loaded.sources.get("office"),
+            &Source::Flag("--onlyoffice-url")
+        );
+        assert!(
+            loaded
+                .warnings
+                .iter()
+                .any(|w| w.starts_with("--geodb is accepted for compatibility")),
+            "{:?}",
+            loaded.warnings
+        );
+        // A configured relay keeps its host under --mailhog.
+        let loaded = load(&LoadInput {
+            env: env(&[("HEARTH_MAIL_HOST", "relay.example.net")]),
+            flags: Overrides {
+                mailhog: true,
+                ..Overrides::default()
+            },
+            ..LoadInput::default()
+        })
+        .expect("load");
+        assert_eq!(
+            loaded.config.mail.host.as_deref(),
+            Some("relay.example.net")
+        );
+
+        // Keys are checked: missing, not a key, or only one of the two.
+        let bad = |enc: String, dec: Option<String>| {
+            load_err(&LoadInput {
+                flags: Overrides {
+                    vault_encryptor_key: Some(enc),
+                    vault_decryptor_key: dec,
+                    ..Overrides::default()
+                },
+                ..LoadInput::default()
+            })
+        };
+        let missing = dir.path().join("missing.enc").display().to_string();
+        assert!(
+            bad(missing, Some(key("dec")))
+                .starts_with("--vault-encryptor-key: vault.credentials_encryptor_key: cannot read")
+        );
+        let not_key = yaml_file(dir.path(), "x: 1\n").display().to_string();
+        assert!(bad(not_key, Some(key("dec"))).contains("not a PEM file"));
+        assert!(
+            bad(key("enc"), None).starts_with(
+                "--vault-encryptor-key: vault.credentials_encryptor_key: is set without"
+            )
         );
     }
 

@@ -19,8 +19,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use load::{
-    ConfigError, LoadInput, Loaded, Overrides, Source, Sources, default_search_paths, env_name,
-    load,
+    ConfigError, LoadInput, Loaded, Overrides, Source, Sources, cozy_env_name,
+    default_search_paths, env_name, is_cozy_file, load,
 };
 pub use show::render;
 
@@ -69,6 +69,35 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Background jobs.
     pub jobs: JobsConfig,
+    /// How web apps are addressed: `nested` (`<slug>.<instance domain>`) or `flat`
+    /// (`<first label>-<slug>.<rest of the domain>`), as in the Cozy stack.
+    pub subdomains: Subdomains,
+    /// Keys for stored secrets, as in the Cozy stack's `vault` section.
+    pub vault: VaultConfig,
+    /// OnlyOffice servers by context name, free-form as in the Cozy stack
+    /// (`office.default.onlyoffice_url`). Read and shown; not used yet.
+    pub office: BTreeMap<String, serde_norway::Mapping>,
+}
+
+/// `subdomains`: where web apps are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Subdomains {
+    Nested,
+    Flat,
+}
+
+/// `vault.*`: the NaCl box key pair files written by `hearth config gen-keys <path>`
+/// (`<path>.enc`, `<path>.dec`), which the Cozy stack uses to encrypt the credentials
+/// stored in accounts. Hearth checks that both files hold such keys; it does not
+/// encrypt credentials with them yet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultConfig {
+    /// Path of the encryptor key (`<path>.enc`).
+    pub credentials_encryptor_key: Option<String>,
+    /// Path of the decryptor key (`<path>.dec`).
+    pub credentials_decryptor_key: Option<String>,
 }
 
 /// `admin.*`: the admin API listener.
@@ -134,6 +163,8 @@ pub struct MailConfig {
     pub password: Option<String>,
     /// Send in clear text, without STARTTLS or TLS.
     pub disable_tls: bool,
+    /// Connect with TLS from the start (SMTPS) rather than STARTTLS; port 465 implies it.
+    pub use_ssl: bool,
     /// Accept any certificate from the relay (for tests only).
     pub skip_certificate_validation: bool,
     /// Name announced in the SMTP `EHLO`; defaults to the host name.
@@ -146,6 +177,9 @@ pub struct MailConfig {
     pub noreply_name: Option<String>,
     /// A `Reply-To` address added to the server's mails.
     pub reply_to: Option<String>,
+    /// Where the Cozy stack sends alerts (an instance whose destruction failed).
+    /// Accepted and shown; Hearth sends no alert mail yet.
+    pub alert_address: Option<String>,
 }
 
 /// `jobs.*`: background jobs.
@@ -167,8 +201,26 @@ pub struct JobsConfig {
 pub struct WorkerConfig {
     pub concurrency: Option<usize>,
     pub max_exec_count: Option<u32>,
-    /// Seconds.
+    /// Seconds, or a duration with a unit as the Cozy stack writes it (`90s`, `5m`).
+    #[serde(default, deserialize_with = "optional_seconds")]
     pub timeout: Option<u64>,
+}
+
+/// An optional number of seconds, also given as a duration text (`"90s"`, `"5m"`).
+fn optional_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(u64),
+        Text(String),
+    }
+    match Option::<Raw>::deserialize(d)? {
+        None => Ok(None),
+        Some(Raw::Seconds(s)) => Ok(Some(s)),
+        Some(Raw::Text(t)) => parse_duration(&t)
+            .map(|d| Some(d.as_secs()))
+            .map_err(serde::de::Error::custom),
+    }
 }
 
 /// `konnectors.*`.
@@ -242,12 +294,14 @@ impl Config {
                 username: None,
                 password: None,
                 disable_tls: false,
+                use_ssl: false,
                 skip_certificate_validation: false,
                 local_name: None,
                 outbox_dir: base.join("mail").join("outbox"),
                 noreply_address: None,
                 noreply_name: None,
                 reply_to: None,
+                alert_address: None,
             },
             contexts: BTreeMap::new(),
             registries: BTreeMap::new(),
@@ -266,6 +320,12 @@ impl Config {
                 retry_delay: Duration::from_secs(10),
                 workers: BTreeMap::new(),
             },
+            subdomains: Subdomains::Nested,
+            vault: VaultConfig {
+                credentials_encryptor_key: None,
+                credentials_decryptor_key: None,
+            },
+            office: BTreeMap::new(),
         }
     }
 }
@@ -328,10 +388,14 @@ pub fn parse_fs_url(url: &str) -> Result<(String, FsLocation), String> {
         Some(("file", "")) => {
             Err("file:// needs a directory, as in file:///var/lib/hearth/files".into())
         }
+        // `file://localhost/srv/files` names the same directory as `file:///srv/files`.
         Some(("file", path)) => Ok((
             url.to_owned(),
             FsLocation::Local {
-                dir: PathBuf::from(path),
+                dir: match path.strip_prefix("localhost/") {
+                    Some(rest) => PathBuf::from(format!("/{rest}")),
+                    None => PathBuf::from(path),
+                },
             },
         )),
         Some((scheme @ ("s3" | "swift"), _)) => Err(format!(
@@ -440,6 +504,15 @@ mod duration_text {
     }
 }
 
+impl fmt::Display for Subdomains {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Nested => "nested",
+            Self::Flat => "flat",
+        })
+    }
+}
+
 impl fmt::Display for Synchronous {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -527,6 +600,12 @@ mod tests {
         assert_eq!(
             parse_fs_url("s3://bucket"),
             Err("s3:// storage is not compiled in yet (only file:// is)".into())
+        );
+        assert_eq!(
+            parse_fs_url("file://localhost/srv/files").map(|(_, dir)| dir),
+            Ok(FsLocation::Local {
+                dir: "/srv/files".into()
+            })
         );
         assert!(parse_fs_url("swift://x").is_err_and(|e| e.contains("not compiled in yet")));
         assert!(parse_fs_url("ftp://x").is_err_and(|e| e.starts_with("unknown scheme ftp://")));

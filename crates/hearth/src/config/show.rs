@@ -26,6 +26,9 @@ pub fn render(loaded: &Loaded) -> Result<String, serde_norway::Error> {
         None => out
             .push_str("# Configuration file: none found (defaults, environment and flags only)\n"),
     }
+    for file in &loaded.extra_files {
+        out.push_str(&format!("# Layered over it: {}\n", file.display()));
+    }
     out.push_str(&format!("# Secrets are shown as {MASK}.\n"));
     for warning in &loaded.warnings {
         out.push_str(&format!("# Warning: {warning}\n"));

@@ -3,6 +3,7 @@
 
 mod apps;
 mod cli;
+mod dropin;
 mod instances_cli;
 mod jobs;
 mod serve;
