@@ -39,6 +39,16 @@ impl Domain {
         if result.is_err() || unicode.is_empty() || unicode.starts_with('.') {
             return Err(IllegalDomain);
         }
+        // Stricter than the original (spec 2.2 checks no label): a name DNS cannot
+        // carry (an empty label, a label over 63 bytes, over 253 in all) is refused
+        // rather than creating an instance nobody can reach.
+        if host.len() > 253
+            || host
+                .split('.')
+                .any(|label| label.is_empty() || label.len() > 63)
+        {
+            return Err(IllegalDomain);
+        }
         let mut out = unicode.to_lowercase();
         if let Some(p) = port {
             out.push(':');
@@ -93,9 +103,14 @@ mod tests {
     fn refuses_illegal() {
         for bad in [
             "", " ", ".", "..", ".alice", "a b.c", "a/b", "a?b", "a#b", "me@x.y", "a;b", "a\nb",
-            "a:b:c", "a.b:", "a.b:x", ":80", "xn--a.b",
+            "a:b:c", "a.b:", "a.b:x", ":80", "xn--a.b", "bad..domain", "alice.example.",
+            "a..b:8080",
         ] {
             assert_eq!(Domain::parse(bad), Err(IllegalDomain), "{bad:?}");
         }
+        let long_label = format!("{}.example", "a".repeat(64));
+        assert_eq!(Domain::parse(&long_label), Err(IllegalDomain));
+        let ok_label = format!("{}.example", "a".repeat(63));
+        assert!(Domain::parse(&ok_label).is_ok());
     }
 }
