@@ -102,8 +102,25 @@ mod tests {
     #[test]
     fn refuses_illegal() {
         for bad in [
-            "", " ", ".", "..", ".alice", "a b.c", "a/b", "a?b", "a#b", "me@x.y", "a;b", "a\nb",
-            "a:b:c", "a.b:", "a.b:x", ":80", "xn--a.b", "bad..domain", "a..b:8080",
+            "",
+            " ",
+            ".",
+            "..",
+            ".alice",
+            "a b.c",
+            "a/b",
+            "a?b",
+            "a#b",
+            "me@x.y",
+            "a;b",
+            "a\nb",
+            "a:b:c",
+            "a.b:",
+            "a.b:x",
+            ":80",
+            "xn--a.b",
+            "bad..domain",
+            "a..b:8080",
         ] {
             assert_eq!(Domain::parse(bad), Err(IllegalDomain), "{bad:?}");
         }
