@@ -165,6 +165,24 @@ impl Instances {
         Ok(Some(session))
     }
 
+    /// Whether a session still exists and has not expired (app tokens bound to it
+    /// die with it: a logout ends them).
+    pub async fn session_exists(&self, instance: &Instance, id: &str) -> InstanceResult<bool> {
+        let (inst, dt) = (instance.instance_id(), doctype(SESSIONS));
+        match self.store.get(&inst, &dt, id, GetOptions::default()).await {
+            Ok(doc) => {
+                let created = doc
+                    .get("created_at")
+                    .and_then(Value::as_str)
+                    .and_then(parse_rfc3339)
+                    .unwrap_or(0);
+                Ok(created + SESSION_MAX_AGE.as_secs() > unix_now())
+            }
+            Err(StoreError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Ends one session (already gone is fine).
     pub async fn delete_session(&self, instance: &Instance, id: &str) -> InstanceResult<()> {
         let (inst, dt) = (instance.instance_id(), doctype(SESSIONS));

@@ -126,6 +126,30 @@ pub fn issue(
     scope: &str,
     expire: Option<Duration>,
 ) -> String {
+    issue_claims(instance, aud, subject, scope, expire, None)
+}
+
+/// An app token bound to the browser session it was made for (spec core-api B.3):
+/// valid 24 hours, and only while that session exists.
+pub fn issue_for_session(instance: &Instance, slug: &str, session_id: &str) -> String {
+    issue_claims(
+        instance,
+        Audience::App,
+        slug,
+        "",
+        None,
+        Some(session_id.to_owned()),
+    )
+}
+
+fn issue_claims(
+    instance: &Instance,
+    aud: Audience,
+    subject: &str,
+    scope: &str,
+    expire: Option<Duration>,
+    session_id: Option<String>,
+) -> String {
     let mut iat = now();
     if let (Some(expire), Some(life)) = (expire, aud.lifetime()) {
         iat = (iat + expire.as_secs()).saturating_sub(life.as_secs());
@@ -136,7 +160,7 @@ pub fn issue(
         iat,
         sub: subject.to_owned(),
         scope: scope.to_owned(),
-        session_id: None,
+        session_id,
     };
     let header = b64url(br#"{"alg":"HS512","typ":"JWT"}"#);
     let payload = b64url(
@@ -159,6 +183,9 @@ fn sign(key: &[u8], data: &[u8]) -> Vec<u8> {
     mac.update(data);
     mac.finalize().into_bytes().to_vec()
 }
+
+/// The lifetime of an app token not bound to a session.
+pub const APP_TOKEN_WITHOUT_SESSION: Duration = Duration::from_secs(30 * 60);
 
 /// Verifies a token for `instance`: signature with the key of its audience, issuer,
 /// and lifetime. The error names what failed (`Invalid JWT token`, `Expired token`).
@@ -192,7 +219,12 @@ pub fn verify(instance: &Instance, token: &str) -> Result<Claims, InstanceError>
     if claims.iss != instance.domain && !instance.domain_aliases.contains(&claims.iss) {
         return Err(InstanceError::InvalidToken("Invalid JWT token"));
     }
-    if let Some(life) = aud.lifetime()
+    // An app token without a session lives 30 minutes, not 24 hours.
+    let life = match (aud, &claims.session_id) {
+        (Audience::App, None) => Some(APP_TOKEN_WITHOUT_SESSION),
+        _ => aud.lifetime(),
+    };
+    if let Some(life) = life
         && claims.iat + life.as_secs() <= now()
     {
         return Err(InstanceError::InvalidToken("Expired token"));

@@ -139,6 +139,14 @@ pub(crate) async fn perm_of_token(
             } else {
                 AppKind::Konnector
             };
+            // A token made for a browser session ends with it (logout, expiry).
+            if let Some(session) = &claims.session_id {
+                match state.instances.session_exists(instance, session).await {
+                    Ok(true) => {}
+                    Ok(false) => return Err(TokenRejection::Invalid("Expired token", None)),
+                    Err(e) => return Err(TokenRejection::Failed(e.into())),
+                }
+            }
             match state.apps.permissions(instance, kind, &claims.sub).await {
                 Ok(Some(set)) => Ok(Perm {
                     set,

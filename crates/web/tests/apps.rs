@@ -293,6 +293,33 @@ async fn a_web_app_on_its_own_origin() {
         .await;
     assert_ne!(inside.status, StatusCode::FORBIDDEN, "{}", inside.text());
 
+    // The token is bound to the session it was made for: a logout ends it.
+    let out = e
+        .call(
+            DOMAIN,
+            None,
+            Method::DELETE,
+            "/auth/login",
+            &[("accept", "application/json"), ("cookie", session.as_str())],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT, "{}", out.text());
+    let after = e
+        .call(
+            DOMAIN,
+            Some(&token),
+            Method::GET,
+            "/permissions/self",
+            &[],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(after.status, StatusCode::BAD_REQUEST, "{}", after.text());
+    assert!(after.text().contains("Expired token"), "{}", after.text());
+    let (_, session) = e.login(DOMAIN, PASSWORD, None).await;
+    let cookie = [HTML, ("cookie", session.as_str())];
+
     // Files: their types, an ETag from the content, 304 when unchanged.
     let js = get(&e, APP_HOST, "/app.js", &cookie).await;
     assert_eq!(js.status, StatusCode::OK);

@@ -20,7 +20,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use hearth_apps::{AppKind, AppsError, InstalledApp};
-use hearth_instances::{Audience, Instance, InstanceError, Resolution, Session, token};
+use hearth_instances::{Instance, InstanceError, Resolution, Session, token};
 use serde_json::{Value as Json, json};
 
 use crate::{
@@ -423,7 +423,7 @@ async fn serve(
         };
         let token = session
             .as_ref()
-            .map(|_| token::issue(inst, Audience::App, slug, "", None))
+            .map(|s| token::issue_for_session(inst, slug, &s.id))
             .unwrap_or_default();
         let values = template_values(inst, domain, &app, &token, state.flat_subdomains);
         let html = template::render(&raw, &values).unwrap_or(raw);
