@@ -475,6 +475,71 @@ impl AdminClient {
         self.execute(&request)?.empty()
     }
 
+    /// `POST /instances/<domain>/export?admin-req=&wait=`: 202 with the job (ended
+    /// when `wait`).
+    pub fn start_export(&self, domain: &str, admin_req: bool, wait: bool) -> Result<Job, ApiError> {
+        let query = [
+            ("admin-req", admin_req.to_string()),
+            ("wait", wait.to_string()),
+        ];
+        let url = self.admin_url(&instance_path(domain, "/export"), &query);
+        self.send(Method::Post, &url)?.json(202)
+    }
+
+    /// `GET /instances/<domain>/exports`: the export documents, newest first.
+    pub fn list_exports(&self, domain: &str) -> Result<Vec<Map<String, Value>>, ApiError> {
+        let url = self.admin_url(&instance_path(domain, "/exports"), &[]);
+        self.send(Method::Get, &url)?.json(200)
+    }
+
+    /// `GET /instances/<domain>/exports/<id>/data[?cursor=]`: the part streamed into
+    /// `dest`, `progress` told the bytes received so far; answers the total.
+    pub fn download_export_part(
+        &self,
+        domain: &str,
+        id: &str,
+        cursor: Option<&str>,
+        dest: &mut dyn io::Write,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<u64, ApiError> {
+        let query: Vec<(&str, String)> = cursor
+            .map(|c| vec![("cursor", c.to_owned())])
+            .unwrap_or_default();
+        let path = instance_path(domain, &format!("/exports/{}/data", encode_component(id)));
+        let url = self.admin_url(&path, &query);
+        let base = self.endpoints.admin.clone();
+        let sent = self
+            .agent
+            .get(&url)
+            .header("Authorization", self.authorization()?)
+            .call();
+        let mut response = sent.map_err(|e| transport_error(e, Service::Admin, &base))?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let body = response.body_mut().read_to_string().unwrap_or_default();
+            return Err(error_from_answer(Service::Admin, status, &body));
+        }
+        let mut reader = response.body_mut().with_config().limit(u64::MAX).reader();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut total = 0u64;
+        let broken = |reason: String| ApiError::Transport {
+            service: Service::Admin,
+            url: url.clone(),
+            reason,
+        };
+        loop {
+            let n = io::Read::read(&mut reader, &mut buf).map_err(|e| broken(e.to_string()))?;
+            if n == 0 {
+                break;
+            }
+            dest.write_all(&buf[..n])
+                .map_err(|e| broken(format!("cannot write the part: {e}")))?;
+            total += n as u64;
+            progress(total);
+        }
+        Ok(total)
+    }
+
     fn admin_url(&self, path: &str, query: &[(&str, String)]) -> String {
         format!("{}{}{}", self.endpoints.admin, path, query_string(query))
     }

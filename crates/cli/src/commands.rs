@@ -68,6 +68,15 @@ pub enum InstancesCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Export an instance's data: with --path, the zip parts are downloaded into that
+    /// directory (no mail); without it, the owner gets the mail with the link
+    Export {
+        #[arg(long)]
+        domain: String,
+        /// Where to write the parts (`<domain>.zip`, `<domain> - partNNN.zip`)
+        #[arg(long, value_name = "DIR")]
+        path: Option<std::path::PathBuf>,
+    },
     /// Print a CLI token for an instance
     TokenCli {
         domain: String,

@@ -648,6 +648,7 @@ fn dispatch(
                 .map_err(Failure::new)?;
             print(io, &output::found_oauth_client(&oauth))
         }
+        C::Export { domain, path } => export(client, io, domain, path.as_deref()),
         C::CleanSessions(d) => {
             check_domain(&d.domain).map_err(Failure::new)?;
             client.clean_sessions(&d.domain).map_err(Failure::new)
@@ -746,6 +747,88 @@ fn refuse_if_disabled(settings: &Settings, what: &str) -> Result<(), Failure> {
         ))),
         None => Ok(()),
     }
+}
+
+/// `instances export`: without a directory, the export job is queued and the owner
+/// gets the mail; with one, the job runs as an admin request (no mail), then every
+/// part is downloaded there, each with a progress line on stderr.
+fn export(
+    client: &AdminClient,
+    io: &mut Io<'_>,
+    domain: &str,
+    dir: Option<&std::path::Path>,
+) -> Result<(), Failure> {
+    check_domain(domain).map_err(Failure::new)?;
+    let Some(dir) = dir else {
+        client
+            .start_export(domain, false, false)
+            .map_err(Failure::new)?;
+        return print(
+            io,
+            &format!("Export of {domain} started: its owner will receive a mail with the link\n"),
+        );
+    };
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Failure::new(format!("cannot create {}: {e}", dir.display())))?;
+    let job = client
+        .start_export(domain, true, true)
+        .map_err(Failure::new)?;
+    if job.state() != "done" {
+        let error = job.0.get("error").and_then(|e| e.as_str()).unwrap_or("");
+        return Err(Failure::new(format!("the export failed: {error}")));
+    }
+    let exports = client.list_exports(domain).map_err(Failure::new)?;
+    let doc = exports
+        .iter()
+        .find(|d| d.get("state").and_then(|s| s.as_str()) == Some("done"))
+        .ok_or_else(|| Failure::new("the export finished but cannot be found"))?;
+    let id = doc.get("_id").and_then(|v| v.as_str()).unwrap_or_default();
+    let cursors: Vec<String> = doc
+        .get("parts_cursors")
+        .and_then(|c| serde_json::from_value(c.clone()).ok())
+        .unwrap_or_default();
+    let count = cursors.len() + 1;
+    let parts = std::iter::once(None).chain(cursors.iter().map(|c| Some(c.as_str())));
+    for (n, cursor) in parts.enumerate() {
+        let name = if count == 1 {
+            format!("{domain}.zip")
+        } else {
+            format!("{domain} - part{n:03}.zip")
+        };
+        let path = dir.join(&name);
+        let file = std::fs::File::create(&path)
+            .map_err(|e| Failure::new(format!("cannot create {}: {e}", path.display())))?;
+        let mut out = std::io::BufWriter::new(file);
+        let err = &mut *io.err;
+        let mut last = 0u64;
+        let mut progress = |bytes: u64| {
+            // A line per MiB at most.
+            if bytes - last >= 1 << 20 {
+                last = bytes;
+                let _ = write!(err, "\r{name}: {:.1} MiB", bytes as f64 / 1_048_576.0);
+                let _ = err.flush();
+            }
+        };
+        let total = client
+            .download_export_part(domain, id, cursor, &mut out, &mut progress)
+            .map_err(Failure::new)?;
+        out.flush()
+            .and_then(|()| out.get_ref().sync_all())
+            .map_err(|e| Failure::new(format!("cannot write {}: {e}", path.display())))?;
+        let _ = writeln!(
+            io.err,
+            "\r{name}: {:.1} MiB, done ({}/{count})",
+            total as f64 / 1_048_576.0,
+            n + 1
+        );
+    }
+    print(
+        io,
+        &format!(
+            "Export of {domain} written to {} in {count} part(s)\n",
+            dir.display()
+        ),
+    )
 }
 
 fn print(io: &mut Io<'_>, text: &str) -> Result<(), Failure> {
@@ -1331,6 +1414,46 @@ mod tests {
     }
 
     const JOB_DONE: &str = r#"{"_id":"j1","domain":"a.example:8080","worker":"log","message":{"hello":"world"},"state":"done","queued_at":"2025-01-01T00:00:00Z","finished_at":"2025-01-01T00:00:01Z"}"#;
+
+    #[test]
+    fn export_downloads_every_part() {
+        let job = r#"{"_id":"j1","domain":"a.example","worker":"export","state":"done","queued_at":"2025-01-01T00:00:00Z"}"#;
+        let list = r#"[{"_id":"e1","domain":"a.example","state":"done","parts_cursors":["io.cozy.files/f2"],"created_at":"x","expires_at":"y","total_size":3}]"#;
+        let (port, seen) = stand_in(vec![
+            (202, "application/json", job.into()),
+            (200, "application/json", list.into()),
+            (200, "application/zip", "part zero".into()),
+            (200, "application/zip", "part one".into()),
+        ]);
+        let path =
+            std::env::temp_dir().join(format!("hearth-cli-export-{}-{port}", std::process::id()));
+        let path_arg = path.to_string_lossy().into_owned();
+        let (status, out, err) = cli(
+            &settings(port, 1),
+            &["export", "--domain", "a.example", "--path", &path_arg],
+            "",
+        );
+        assert_eq!(status, 0, "{err}");
+        assert!(out.contains("in 2 part(s)"), "{out}");
+        assert!(
+            err.contains("a.example - part001.zip: 0.0 MiB, done (2/2)"),
+            "{err}"
+        );
+        let lines: Vec<String> = (0..4).map(|_| seen.recv().expect("request").line).collect();
+        assert_eq!(
+            lines,
+            [
+                "POST /instances/a.example/export?admin-req=true&wait=true",
+                "GET /instances/a.example/exports",
+                "GET /instances/a.example/exports/e1/data",
+                "GET /instances/a.example/exports/e1/data?cursor=io.cozy.files%2Ff2",
+            ]
+        );
+        let read = |n: &str| std::fs::read_to_string(path.join(n)).expect("part");
+        assert_eq!(read("a.example - part000.zip"), "part zero");
+        assert_eq!(read("a.example - part001.zip"), "part one");
+        let _ = std::fs::remove_dir_all(&path);
+    }
 
     #[test]
     fn jobs_run_waits_and_prints_the_job() {

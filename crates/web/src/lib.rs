@@ -7,6 +7,7 @@
 
 mod admin;
 mod admin_checks;
+mod admin_move;
 mod admin_raw;
 mod apps;
 mod auth;
@@ -17,6 +18,7 @@ mod instance;
 mod jobs;
 mod layers;
 mod metrics;
+mod moves;
 mod oauth;
 mod pages;
 mod realtime;
@@ -81,6 +83,8 @@ pub struct AppState {
     pub flat_subdomains: bool,
     jobs_config: JobsConfig,
     konnectors_cmd: Option<std::path::PathBuf>,
+    /// The smallest export part (1 GiB; tests lower it).
+    export_min_parts_size: i64,
 }
 
 impl AppState {
@@ -116,7 +120,16 @@ impl AppState {
             Registries::new(),
         ));
         Self {
-            jobs: build_jobs(&store, &instances, &vfs, &mailer, &apps, None, &jobs_config),
+            jobs: build_jobs(
+                &store,
+                &instances,
+                &vfs,
+                &mailer,
+                &apps,
+                None,
+                &jobs_config,
+                hearth_move::MIN_PARTS_SIZE,
+            ),
             apps,
             flat_subdomains: false,
             konnectors_cmd: None,
@@ -130,7 +143,15 @@ impl AppState {
             events,
             mailer,
             jobs_config,
+            export_min_parts_size: hearth_move::MIN_PARTS_SIZE,
         }
+    }
+
+    /// Lowers the smallest export part below 1 GiB (tests: several parts from a few
+    /// small files).
+    pub fn with_export_min_parts_size(mut self, bytes: i64) -> Self {
+        self.export_min_parts_size = bytes;
+        self.rebuild_jobs()
     }
 
     /// Blocks an instance (`LOGIN_FAILED`) at this many failed logins within an
@@ -180,6 +201,7 @@ impl AppState {
             &self.apps,
             self.konnectors_cmd.clone(),
             &self.jobs_config,
+            self.export_min_parts_size,
         );
         self
     }
@@ -216,6 +238,7 @@ fn apps_root(instances: &Instances) -> std::path::PathBuf {
 }
 
 /// The jobs service with the built-in workers.
+#[allow(clippy::too_many_arguments)]
 fn build_jobs(
     store: &Arc<dyn DocStore>,
     instances: &Arc<Instances>,
@@ -224,6 +247,7 @@ fn build_jobs(
     apps: &Arc<Apps>,
     konnectors_cmd: Option<std::path::PathBuf>,
     config: &JobsConfig,
+    export_min_parts_size: i64,
 ) -> Arc<Jobs> {
     let jobs = Jobs::new(store.clone(), instances.clone(), config.clone());
     hearth_jobs::workers::register(
@@ -236,6 +260,9 @@ fn build_jobs(
             konnectors_cmd,
         },
     );
+    let exports = hearth_move::Exports::new(store.clone(), instances.clone(), vfs.clone())
+        .with_min_parts_size(export_min_parts_size);
+    hearth_move::register(&jobs, Arc::new(exports), mailer.clone());
     Arc::new(jobs)
 }
 
@@ -270,6 +297,7 @@ pub fn router(state: AppState) -> Router {
         .merge(jobs::routes())
         .route_layer(instance(Family::Api));
     let unblocked = settings::routes()
+        .merge(moves::routes())
         .merge(files::settings_routes())
         .merge(apps::routes())
         .route_layer(instance(Family::Unblocked));
@@ -298,6 +326,7 @@ pub fn admin_router(state: AppState) -> Router {
         .merge(admin::routes())
         .merge(admin_raw::routes())
         .merge(admin_checks::routes())
+        .merge(admin_move::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             admin::require_passphrase,
