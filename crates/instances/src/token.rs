@@ -151,7 +151,7 @@ fn issue_claims(
     session_id: Option<String>,
 ) -> String {
     let mut iat = now();
-    if let (Some(expire), Some(life)) = (expire, aud.lifetime()) {
+    if let (Some(expire), Some(life)) = (expire, lifetime(aud, session_id.is_some())) {
         iat = (iat + expire.as_secs()).saturating_sub(life.as_secs());
     }
     let claims = Claims {
@@ -187,6 +187,15 @@ fn sign(key: &[u8], data: &[u8]) -> Vec<u8> {
 /// The lifetime of an app token not bound to a session.
 pub const APP_TOKEN_WITHOUT_SESSION: Duration = Duration::from_secs(30 * 60);
 
+/// How long a token of `aud` lives: an app token without a session lives 30 minutes,
+/// not 24 hours.
+fn lifetime(aud: Audience, with_session: bool) -> Option<Duration> {
+    match (aud, with_session) {
+        (Audience::App, false) => Some(APP_TOKEN_WITHOUT_SESSION),
+        _ => aud.lifetime(),
+    }
+}
+
 /// Verifies a token for `instance`: signature with the key of its audience, issuer,
 /// and lifetime. The error names what failed (`Invalid JWT token`, `Expired token`).
 pub fn verify(instance: &Instance, token: &str) -> Result<Claims, InstanceError> {
@@ -219,12 +228,7 @@ pub fn verify(instance: &Instance, token: &str) -> Result<Claims, InstanceError>
     if claims.iss != instance.domain && !instance.domain_aliases.contains(&claims.iss) {
         return Err(InstanceError::InvalidToken("Invalid JWT token"));
     }
-    // An app token without a session lives 30 minutes, not 24 hours.
-    let life = match (aud, &claims.session_id) {
-        (Audience::App, None) => Some(APP_TOKEN_WITHOUT_SESSION),
-        _ => aud.lifetime(),
-    };
-    if let Some(life) = life
+    if let Some(life) = lifetime(aud, claims.session_id.is_some())
         && claims.iat + life.as_secs() <= now()
     {
         return Err(InstanceError::InvalidToken("Expired token"));
@@ -245,6 +249,31 @@ mod tests {
             cli_secret: random_b64(128),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn app_tokens_live_24_hours_with_a_session_and_30_minutes_without() {
+        let i = inst("a.example");
+        let t = issue(
+            &i,
+            Audience::App,
+            "demo",
+            "",
+            Some(Duration::from_secs(1800)),
+        );
+        assert!(
+            verify(&i, &t).is_ok(),
+            "asked for exactly the 30 minutes allowed"
+        );
+        let gone = issue(&i, Audience::App, "demo", "", Some(Duration::ZERO));
+        assert!(matches!(
+            verify(&i, &gone),
+            Err(InstanceError::InvalidToken("Expired token"))
+        ));
+        let bound = issue_for_session(&i, "demo", "s1");
+        let claims = verify(&i, &bound).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(claims.session_id.as_deref(), Some("s1"));
+        assert_eq!(claims.sub, "demo");
     }
 
     #[test]
