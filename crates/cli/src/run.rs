@@ -963,17 +963,18 @@ mod tests {
     fn cli(settings: &Settings, args: &[&str], stdin: &str) -> (u8, String, String) {
         let argv = std::iter::once("instances").chain(args.iter().copied());
         let parsed = Test::try_parse_from(argv).expect("arguments");
+        capture(stdin, |io| execute(&parsed.args.command, settings, io))
+    }
+
+    /// Runs a command on in-memory stdin/stdout/stderr: (status, stdout, stderr).
+    fn capture(stdin: &str, run: impl FnOnce(&mut Io<'_>) -> u8) -> (u8, String, String) {
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let mut input = stdin.as_bytes();
-        let status = execute(
-            &parsed.args.command,
-            settings,
-            &mut Io {
-                out: &mut out,
-                err: &mut err,
-                input: &mut input,
-            },
-        );
+        let status = run(&mut Io {
+            out: &mut out,
+            err: &mut err,
+            input: &mut input,
+        });
         (
             status,
             String::from_utf8_lossy(&out).into_owned(),
@@ -1390,27 +1391,19 @@ mod tests {
     /// Runs `hearth jobs <args>` or `hearth triggers <args>`: (status, stdout, stderr).
     fn cli_group(settings: &Settings, group: &str, args: &[&str]) -> (u8, String, String) {
         let argv = std::iter::once(group).chain(args.iter().copied());
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let mut input: &[u8] = b"";
-        let mut io = Io {
-            out: &mut out,
-            err: &mut err,
-            input: &mut input,
-        };
-        let status = if group == "jobs" {
+        if group == "jobs" {
             let parsed = JobsTest::try_parse_from(argv).expect("arguments");
             let domain = parsed.args.instance.domain.as_deref();
-            execute_jobs(&parsed.args.command, domain, settings, &mut io)
+            capture("", |io| {
+                execute_jobs(&parsed.args.command, domain, settings, io)
+            })
         } else {
             let parsed = TriggersTest::try_parse_from(argv).expect("arguments");
             let domain = parsed.args.instance.domain.as_deref();
-            execute_triggers(&parsed.args.command, domain, settings, &mut io)
-        };
-        (
-            status,
-            String::from_utf8_lossy(&out).into_owned(),
-            String::from_utf8_lossy(&err).into_owned(),
-        )
+            capture("", |io| {
+                execute_triggers(&parsed.args.command, domain, settings, io)
+            })
+        }
     }
 
     const JOB_DONE: &str = r#"{"_id":"j1","domain":"a.example:8080","worker":"log","message":{"hello":"world"},"state":"done","queued_at":"2025-01-01T00:00:00Z","finished_at":"2025-01-01T00:00:01Z"}"#;
@@ -1628,27 +1621,19 @@ mod tests {
     /// Runs `hearth apps <args>` or `hearth konnectors <args>`: (status, stdout, stderr).
     fn cli_apps(settings: &Settings, group: &str, args: &[&str]) -> (u8, String, String) {
         let argv = std::iter::once(group).chain(args.iter().copied());
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let mut input: &[u8] = b"";
-        let mut io = Io {
-            out: &mut out,
-            err: &mut err,
-            input: &mut input,
-        };
-        let status = if group == "apps" {
+        if group == "apps" {
             let parsed = AppsTest::try_parse_from(argv).expect("arguments");
             let domain = parsed.args.instance.domain.as_deref();
-            execute_apps(&parsed.args.command, domain, settings, &mut io)
+            capture("", |io| {
+                execute_apps(&parsed.args.command, domain, settings, io)
+            })
         } else {
             let parsed = KonnectorsTest::try_parse_from(argv).expect("arguments");
             let domain = parsed.args.instance.domain.as_deref();
-            execute_konnectors(&parsed.args.command, domain, settings, &mut io)
-        };
-        (
-            status,
-            String::from_utf8_lossy(&out).into_owned(),
-            String::from_utf8_lossy(&err).into_owned(),
-        )
+            capture("", |io| {
+                execute_konnectors(&parsed.args.command, domain, settings, io)
+            })
+        }
     }
 
     const DEMO: &str = r#"{"_id":"io.cozy.apps/demo","_rev":"1-a","name":"Demo","slug":"demo","source":"registry://demo/stable","version":"1.0.0","state":"ready"}"#;
@@ -1833,25 +1818,15 @@ mod tests {
         stdin: &str,
     ) -> (u8, String, String) {
         let argv = std::iter::once(group).chain(args.iter().copied());
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let mut input = stdin.as_bytes();
-        let mut io = Io {
-            out: &mut out,
-            err: &mut err,
-            input: &mut input,
-        };
-        let status = if group == "check" {
+        if group == "check" {
             let parsed = CheckTest::try_parse_from(argv).expect("arguments");
-            execute_check(&parsed.args.command, settings, &mut io)
+            capture(stdin, |io| {
+                execute_check(&parsed.args.command, settings, io)
+            })
         } else {
             let parsed = DocsTest::try_parse_from(argv).expect("arguments");
-            execute_docs(&parsed.args.command, settings, &mut io)
-        };
-        (
-            status,
-            String::from_utf8_lossy(&out).into_owned(),
-            String::from_utf8_lossy(&err).into_owned(),
-        )
+            capture(stdin, |io| execute_docs(&parsed.args.command, settings, io))
+        }
     }
 
     #[test]

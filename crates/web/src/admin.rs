@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use crate::{
     AppState,
     apps::parse_kind,
-    error::{ApiError, ErrorSource, PlainError},
+    error::{ApiError, ErrorSource, PlainError, jsonapi},
 };
 
 /// Where the admin passphrase comes from.
@@ -230,15 +230,6 @@ fn resource(i: &Instance) -> Value {
         "meta": {"rev": i.rev},
         "links": {"self": format!("/instances/{}", i.id)},
     })
-}
-
-fn jsonapi(status: StatusCode, body: Value) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, crate::error::JSON_API)],
-        body.to_string(),
-    )
-        .into_response()
 }
 
 type Params = Query<HashMap<String, String>>;

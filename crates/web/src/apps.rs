@@ -24,7 +24,9 @@ use hearth_instances::Instance;
 use hearth_jobs::{JobsError, Schedule, Trigger, TriggerRequest};
 use serde_json::{Value, json};
 
-use crate::{AppState, Inst, Perm, error::ApiError, instance::scheme_for, serve_app};
+use crate::{
+    AppState, Inst, Perm, error::ApiError, error::jsonapi, instance::scheme_for, serve_app,
+};
 
 /// How many apps a page of `GET /apps/` holds by default.
 const DEFAULT_LIMIT: usize = 100;
@@ -168,15 +170,6 @@ pub(crate) fn resource(app: &InstalledApp, related: Option<String>) -> Value {
         "meta": meta,
         "links": links,
     })
-}
-
-fn jsonapi(status: StatusCode, body: Value) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, crate::error::JSON_API)],
-        body.to_string(),
-    )
-        .into_response()
 }
 
 /// The URL of a web app on the domain the request used.

@@ -333,6 +333,14 @@ fn status_title(status: StatusCode) -> &'static str {
     }
 }
 
+/// A JSON:API response (`application/vnd.api+json`).
+pub(crate) fn jsonapi(
+    status: StatusCode,
+    body: impl std::borrow::Borrow<serde_json::Value>,
+) -> Response {
+    json_response(status, JSON_API, body.borrow())
+}
+
 fn json_response(
     status: StatusCode,
     content_type: &'static str,

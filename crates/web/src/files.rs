@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 
 use crate::{
     AppState, Inst, Perm,
-    error::{ApiError, ErrorSource, JSON_API},
+    error::{ApiError, ErrorSource, jsonapi},
 };
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -137,15 +137,6 @@ pub(crate) fn vfs_error(e: VfsError) -> ApiError {
 
 // ---------------------------------------------------------------------------
 // Rendering
-
-fn jsonapi(status: StatusCode, body: &Value) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-    let mut res = Response::new(Body::from(bytes));
-    *res.status_mut() = status;
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_API));
-    res
-}
 
 fn reference(id: &str) -> Value {
     json!({"type": FILES, "id": id})
@@ -312,7 +303,7 @@ async fn render(
     let included: Vec<Value> = page.docs.iter().map(|d| resource(&inst.0, d)).collect();
     Ok(jsonapi(
         status,
-        &json!({"data": data, "included": included, "links": links}),
+        json!({"data": data, "included": included, "links": links}),
     ))
 }
 
@@ -560,7 +551,7 @@ async fn create(
     };
     Ok(jsonapi(
         StatusCode::CREATED,
-        &json!({"data": resource(&inst.0, &doc)}),
+        json!({"data": resource(&inst.0, &doc)}),
     ))
 }
 
@@ -992,14 +983,14 @@ async fn patch_file(
             .await?;
         return Ok(jsonapi(
             StatusCode::OK,
-            &json!({"data": resource(&inst.0, &doc)}),
+            json!({"data": resource(&inst.0, &doc)}),
         ));
     }
     if attrs.get("move_to_trash").and_then(Value::as_bool) == Some(true) {
         let doc = state.vfs.trash(&inst.0, &id, rev.as_deref()).await?;
         return Ok(jsonapi(
             StatusCode::OK,
-            &json!({"data": resource(&inst.0, &doc)}),
+            json!({"data": resource(&inst.0, &doc)}),
         ));
     }
     let string = |k: &str| -> Result<Option<String>, ApiError> {
@@ -1067,7 +1058,7 @@ async fn trash_file(
     let doc = state.vfs.trash(&inst.0, &id, rev.as_deref()).await?;
     Ok(jsonapi(
         StatusCode::OK,
-        &json!({"data": resource(&inst.0, &doc)}),
+        json!({"data": resource(&inst.0, &doc)}),
     ))
 }
 
@@ -1084,7 +1075,7 @@ async fn restore(
     let doc = state.vfs.restore(&inst.0, &id).await?;
     Ok(jsonapi(
         StatusCode::OK,
-        &json!({"data": resource(&inst.0, &doc)}),
+        json!({"data": resource(&inst.0, &doc)}),
     ))
 }
 
@@ -1146,7 +1137,7 @@ fn refs_answer(doc: &FileDoc) -> Response {
     let refs = doc.referenced_by();
     jsonapi(
         StatusCode::OK,
-        &json!({"data": refs, "meta": {"rev": doc.rev, "count": refs.len()}}),
+        json!({"data": refs, "meta": {"rev": doc.rev, "count": refs.len()}}),
     )
 }
 
@@ -1163,7 +1154,7 @@ async fn list_references(
     let refs = doc.referenced_by();
     Ok(jsonapi(
         StatusCode::OK,
-        &json!({
+        json!({
             "data": refs,
             "meta": {"count": refs.len()},
             "links": {"self": format!("/files/{id}/relationships/referenced_by")},
@@ -1238,7 +1229,7 @@ async fn disk_usage(
     }
     Ok(jsonapi(
         StatusCode::OK,
-        &json!({"data": {
+        json!({"data": {
             "type": "io.cozy.settings",
             "id": ID,
             "attributes": attrs,

@@ -8,14 +8,14 @@ use axum::{
     Router,
     body::Bytes,
     extract::{Path, Query, State},
-    http::{StatusCode, header},
+    http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, post},
 };
 use hearth_jobs::{Job, JobOptions, JobRequest, JobState, JobsError, Trigger, TriggerRequest};
 use serde_json::{Value, json};
 
-use crate::{AppState, Inst, Perm, error::ApiError};
+use crate::{AppState, Inst, Perm, error::ApiError, error::jsonapi};
 
 const JOBS: &str = "io.cozy.jobs";
 const TRIGGERS: &str = "io.cozy.triggers";
@@ -50,13 +50,13 @@ impl From<JobsError> for ApiError {
     }
 }
 
-fn respond(status: StatusCode, body: Value) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, crate::error::JSON_API)],
-        body.to_string(),
+/// Jobs as a JSON:API collection with `meta.count`.
+fn job_list(jobs: &[Job]) -> Response {
+    let data: Vec<Value> = jobs.iter().map(job_resource).collect();
+    jsonapi(
+        StatusCode::OK,
+        json!({"data": data, "meta": {"count": data.len()}}),
     )
-        .into_response()
 }
 
 /// A job as a JSON:API resource.
@@ -149,7 +149,7 @@ async fn push_job(
         ..Default::default()
     };
     let job = state.jobs.push(&i, req).await?;
-    Ok(respond(
+    Ok(jsonapi(
         StatusCode::ACCEPTED,
         json!({"data": job_resource(&job)}),
     ))
@@ -165,11 +165,7 @@ async fn queued_jobs(
     check(&perm, "GET", JOBS, "", &json!({"worker": worker}))?;
     state.jobs.check_worker(&worker, true)?;
     let jobs = state.jobs.queued_jobs(&i, &worker).await?;
-    let data: Vec<Value> = jobs.iter().map(job_resource).collect();
-    Ok(respond(
-        StatusCode::OK,
-        json!({"data": data, "meta": {"count": data.len()}}),
-    ))
+    Ok(job_list(&jobs))
 }
 
 /// `GET /jobs/:id`.
@@ -181,7 +177,7 @@ async fn get_job(
 ) -> Result<Response, ApiError> {
     let job = state.jobs.get_job(&i, &id).await?;
     check(&perm, "GET", JOBS, &id, &job_doc(&job))?;
-    Ok(respond(StatusCode::OK, json!({"data": job_resource(&job)})))
+    Ok(jsonapi(StatusCode::OK, json!({"data": job_resource(&job)})))
 }
 
 fn job_doc(job: &Job) -> Value {
@@ -214,7 +210,7 @@ async fn patch_job(
         .jobs
         .patch_client_job(&i, &id, new_state, error)
         .await?;
-    Ok(respond(StatusCode::OK, json!({"data": job_resource(&job)})))
+    Ok(jsonapi(StatusCode::OK, json!({"data": job_resource(&job)})))
 }
 
 /// `POST /jobs/triggers` → 201.
@@ -261,7 +257,7 @@ async fn create_trigger(
         &json!({"worker": req.worker, "type": req.kind}),
     )?;
     let trigger = state.jobs.add_trigger(&i, req, false).await?;
-    Ok(respond(
+    Ok(jsonapi(
         StatusCode::CREATED,
         json!({"data": trigger_resource(&trigger, None)}),
     ))
@@ -301,7 +297,7 @@ async fn list_triggers(
         let current = state.jobs.trigger_state(&i, &t.id).await?;
         data.push(trigger_resource(&t, Some(current)));
     }
-    Ok(respond(
+    Ok(jsonapi(
         StatusCode::OK,
         json!({"data": data, "meta": {"count": data.len()}}),
     ))
@@ -328,7 +324,7 @@ async fn get_trigger(
 ) -> Result<Response, ApiError> {
     let t = load_trigger(&state, &i, &perm, "GET", &id).await?;
     let current = state.jobs.trigger_state(&i, &id).await?;
-    Ok(respond(
+    Ok(jsonapi(
         StatusCode::OK,
         json!({"data": trigger_resource(&t, Some(current))}),
     ))
@@ -343,7 +339,7 @@ async fn trigger_state(
 ) -> Result<Response, ApiError> {
     load_trigger(&state, &i, &perm, "GET", &id).await?;
     let current = state.jobs.trigger_state(&i, &id).await?;
-    Ok(respond(
+    Ok(jsonapi(
         StatusCode::OK,
         json!({"data": {
             "type": "io.cozy.triggers.state",
@@ -370,11 +366,7 @@ async fn trigger_jobs(
             .map_err(|_| ApiError::invalid_parameter("Limit", "Limit must be a number"))?,
     };
     let jobs = state.jobs.trigger_jobs(&i, &id, limit).await?;
-    let data: Vec<Value> = jobs.iter().map(job_resource).collect();
-    Ok(respond(
-        StatusCode::OK,
-        json!({"data": data, "meta": {"count": data.len()}}),
-    ))
+    Ok(job_list(&jobs))
 }
 
 /// `DELETE /jobs/triggers/:id` → 204.
@@ -414,7 +406,7 @@ async fn patch_trigger(
         .jobs
         .patch_trigger(&i, &id, arguments, message)
         .await?;
-    Ok(respond(
+    Ok(jsonapi(
         StatusCode::OK,
         json!({"data": trigger_resource(&t, None)}),
     ))
@@ -430,7 +422,7 @@ async fn launch_trigger(
     let t = state.jobs.get_trigger(&i, &id).await?;
     check(&perm, "POST", TRIGGERS, &id, &Value::Object(t.to_doc()))?;
     let job = state.jobs.launch_trigger(&i, &id).await?;
-    Ok(respond(
+    Ok(jsonapi(
         StatusCode::CREATED,
         json!({"data": job_resource(&job)}),
     ))

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::{hearth, stderr, stdout};
+use crate::{dechunk, hearth, stderr, stdout};
 
 const PASSPHRASE: &str = "drop-in admin passphrase";
 
@@ -62,20 +62,6 @@ fn try_http(
             body.to_owned()
         },
     ))
-}
-
-fn dechunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let size =
-            usize::from_str_radix(size.split(';').next().unwrap_or("0").trim(), 16).unwrap_or(0);
-        if size == 0 || after.len() < size {
-            break;
-        }
-        out.push_str(&after[..size]);
-        rest = after[size..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 fn basic(passphrase: &str) -> String {

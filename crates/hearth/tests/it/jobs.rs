@@ -2,7 +2,6 @@
 //! (`hearth_mail::testkit`), killed with SIGKILL in the middle of a mail and started
 //! again; `hearth jobs run` and `hearth triggers …` against it.
 
-use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
@@ -11,7 +10,7 @@ use std::time::{Duration, Instant};
 use hearth_mail::testkit::{Behavior, ReceivedMail, TestSmtpServer};
 use serde_json::Value;
 
-use crate::{hearth, stderr, stdout};
+use crate::{hearth, http, stderr, stdout};
 
 const PASSPHRASE: &str = "admin passphrase for the jobs tests";
 
@@ -211,61 +210,6 @@ fn ok(out: &Output) -> String {
         stderr(out)
     );
     stdout(out)
-}
-
-/// One HTTP/1.1 exchange (`Connection: close`): the status and the body, de-chunked.
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream
-        .set_read_timeout(Some(PATIENCE))
-        .expect("read timeout");
-    let mut request = format!("{method} {path} HTTP/1.1\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str(&format!(
-        "Accept: application/json\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    ));
-    stream.write_all(request.as_bytes()).expect("write");
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).expect("read");
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let chunked = head
-        .lines()
-        .any(|l| l.to_ascii_lowercase().replace(' ', "") == "transfer-encoding:chunked");
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
-    (status, body)
-}
-
-fn dechunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let size =
-            usize::from_str_radix(size.split(';').next().unwrap_or("0").trim(), 16).unwrap_or(0);
-        if size == 0 || after.len() < size {
-            break;
-        }
-        out.push_str(&after[..size]);
-        rest = after[size..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 /// Standard base64 with padding, for the admin API's Basic credentials.

@@ -209,31 +209,12 @@ impl Worker for AccountDeleted {
 
 impl KonnectorRunner {
     async fn run(&self, ctx: &JobContext, msg: Message) -> Result<(), JobError> {
-        let cmd = self
-            .cmd
-            .clone()
-            .ok_or_else(|| JobError::fatal("konnectors.cmd is not configured"))?;
+        let cmd = super::process::command(self.cmd.as_ref())?;
         let inst = &ctx.instance;
         let slug = msg.konnector.as_str();
-        let installed = match self.apps.get(inst, AppKind::Konnector, slug).await {
-            Ok(app) => app,
-            Err(AppsError::NotInstalled) => {
-                return Err(JobError::fatal(format!(
-                    "Konnector {slug:?} is not installed"
-                )));
-            }
-            Err(e) => {
-                return Err(JobError::retry(format!(
-                    "cannot load konnector {slug:?}: {e}"
-                )));
-            }
-        };
-        if !matches!(installed.state.as_str(), "ready" | "installed") {
-            return Err(JobError::fatal(format!(
-                "Konnector {slug:?} is not ready ({})",
-                installed.state
-            )));
-        }
+        let installed =
+            super::process::ready_app(&self.apps, inst, AppKind::Konnector, slug, "Konnector")
+                .await?;
         let account = self.account(inst, &msg).await?;
 
         // What runs: the package, or its `on_delete_account` file.

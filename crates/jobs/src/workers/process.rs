@@ -99,6 +99,43 @@ pub(crate) fn path_env() -> (String, String) {
     )
 }
 
+/// The configured `konnectors.cmd`, which runs konnectors and services alike.
+pub(crate) fn command(cmd: Option<&PathBuf>) -> Result<PathBuf, JobError> {
+    cmd.cloned()
+        .ok_or_else(|| JobError::fatal("konnectors.cmd is not configured"))
+}
+
+/// An installed app or konnector that can run now: not installed or not ready is
+/// final, a failure to load it is retried. `what` names it in errors
+/// ("Konnector", "Application").
+pub(crate) async fn ready_app(
+    apps: &hearth_apps::Apps,
+    inst: &hearth_instances::Instance,
+    kind: hearth_apps::AppKind,
+    slug: &str,
+    what: &str,
+) -> Result<hearth_apps::InstalledApp, JobError> {
+    let app = match apps.get(inst, kind, slug).await {
+        Ok(app) => app,
+        Err(hearth_apps::AppsError::NotInstalled) => {
+            return Err(JobError::fatal(format!("{what} {slug:?} is not installed")));
+        }
+        Err(e) => {
+            return Err(JobError::retry(format!(
+                "cannot load {} {slug:?}: {e}",
+                what.to_lowercase()
+            )));
+        }
+    };
+    if !matches!(app.state.as_str(), "ready" | "installed") {
+        return Err(JobError::fatal(format!(
+            "{what} {slug:?} is not ready ({})",
+            app.state
+        )));
+    }
+    Ok(app)
+}
+
 /// Removes a directory when dropped (the job ended, failed or was cancelled).
 pub(crate) struct RemoveOnDrop(pub PathBuf);
 

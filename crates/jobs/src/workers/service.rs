@@ -35,7 +35,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use hearth_apps::{AppKind, Apps, AppsError};
+use hearth_apps::{AppKind, Apps};
 use hearth_core::JsonMap;
 use hearth_instances::token::{Audience, issue};
 use serde_json::Value;
@@ -138,31 +138,11 @@ fn find_service<'a>(
 impl Worker for Service {
     async fn run(&self, ctx: JobContext) -> Result<(), JobError> {
         let msg = Message::parse(&ctx.job.message)?;
-        let cmd = self
-            .cmd
-            .clone()
-            .ok_or_else(|| JobError::fatal("konnectors.cmd is not configured"))?;
+        let cmd = super::process::command(self.cmd.as_ref())?;
         let inst = &ctx.instance;
         let slug = msg.slug.as_str();
-        let app = match self.apps.get(inst, AppKind::Webapp, slug).await {
-            Ok(app) => app,
-            Err(AppsError::NotInstalled) => {
-                return Err(JobError::fatal(format!(
-                    "Application {slug:?} is not installed"
-                )));
-            }
-            Err(e) => {
-                return Err(JobError::retry(format!(
-                    "cannot load application {slug:?}: {e}"
-                )));
-            }
-        };
-        if !matches!(app.state.as_str(), "ready" | "installed") {
-            return Err(JobError::fatal(format!(
-                "Application {slug:?} is not ready ({})",
-                app.state
-            )));
-        }
+        let app = super::process::ready_app(&self.apps, inst, AppKind::Webapp, slug, "Application")
+            .await?;
         let services = app.manifest.raw.get("services").and_then(Value::as_object);
         let Some((name, service)) = find_service(services, &msg) else {
             let wanted = msg
