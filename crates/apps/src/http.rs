@@ -1,8 +1,6 @@
 //! Blocking HTTP GETs (ureq) for registries and tarballs, with size and time
 //! limits. Callers run these inside `spawn_blocking`.
-//!
-//! Hearth's ureq is built without TLS (plain `http://`, e.g. a registry on loopback
-//! or a LAN); `https://` URLs are refused up front with [`NO_TLS`].
+//! `https://` goes through rustls with the Mozilla roots.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -12,10 +10,6 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::{AppsError, AppsResult};
-
-/// Why an `https://` URL cannot be fetched.
-pub(crate) const NO_TLS: &str =
-    "https:// is not supported: this build of Hearth has no TLS client (use http:// or file://)";
 
 /// Registry answers (version documents) are small: they carry one manifest.
 pub(crate) const MAX_DOC_BYTES: u64 = 4 << 20;
@@ -50,18 +44,15 @@ fn agent(timeout: Duration) -> ureq::Agent {
 
 /// Refuses what this client cannot fetch.
 pub(crate) fn check_url(url: &str) -> Result<(), String> {
-    if url.starts_with("http://") {
+    if url.starts_with("http://") || url.starts_with("https://") {
         Ok(())
-    } else if url.starts_with("https://") {
-        Err(format!("{url}: {NO_TLS}"))
     } else {
-        Err(format!("{url}: not an http:// URL"))
+        Err(format!("{url}: not an http(s):// URL"))
     }
 }
 
 fn transport(url: &str, e: ureq::Error) -> String {
     match e {
-        ureq::Error::TlsRequired => format!("{url}: {NO_TLS}"),
         ureq::Error::Timeout(t) => format!("{url}: timed out ({t})"),
         other => format!("{url}: {other}"),
     }

@@ -8,8 +8,8 @@
 //!   default) looked up in the registries of the instance's context, then `default`;
 //!   a registry is an HTTP base URL or a `file:///dir` holding the same paths as the
 //!   HTTP API (`<dir>/registry/<slug>/<channel>/latest`, `<dir>/registry/<slug>/<version>`);
-//!   `http://…` tarballs (`#<sha256>` fragment checked); `file:///…` tarballs
-//!   (gzipped or not) and folders. `https://` is refused: this build has no TLS.
+//!   `http(s)://…` tarballs (`#<sha256>` fragment checked); `file:///…` tarballs
+//!   (gzipped or not) and folders.
 //! - Files: `<root>/<domain>/<kind dir>/<slug>/` (kind dir `apps` or `konnectors`),
 //!   installed through a staging directory `.<slug>.staging-<hex>` and a rename.
 //! - Documents: `io.cozy.apps/<slug>` in `io.cozy.apps` (or `io.cozy.konnectors/<slug>`
@@ -210,6 +210,17 @@ impl Apps {
             .join(&inst.domain)
             .join(kind.dir_name())
             .join(slug)
+    }
+
+    /// Removes the files of every app and konnector of an instance (the reset before
+    /// an import deletes their documents with the rest of the data).
+    pub async fn clear(&self, inst: &Instance) -> AppsResult<()> {
+        let dir = self.root.join(&inst.domain);
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Installs from `source` (`None`: `registry://<slug>/stable`). Nothing is left

@@ -5,13 +5,12 @@
 //!   stable channel; `latest` as the version means the channel's latest. The slug
 //!   looked up in the registries is the URL's host, whatever the installed slug.
 //! - `http://…`: a tarball (gzipped or not); a `#<sha256 hex>` fragment is the
-//!   expected checksum. `https://` is refused while Hearth is built without TLS.
+//!   expected checksum.
 //! - `file:///abs/path`: a tarball when the path is a file, a folder to copy when it
 //!   is a directory (decided when fetching).
 
 use std::path::PathBuf;
 
-use crate::http;
 use crate::manifest::validate_slug;
 use crate::{AppsError, AppsResult};
 
@@ -72,15 +71,15 @@ impl Source {
         if let Some(rest) = source.strip_prefix("registry://") {
             return Self::parse_registry(rest).map_err(|why| invalid(&why));
         }
-        if source.starts_with("http://") {
+        if let Some(rest) = source
+            .strip_prefix("http://")
+            .or_else(|| source.strip_prefix("https://"))
+        {
             let (url, fragment) = match source.split_once('#') {
                 Some((u, f)) => (u, Some(f)),
                 None => (source, None),
             };
-            let host = url["http://".len()..]
-                .split(['/', '?'])
-                .next()
-                .unwrap_or("");
+            let host = rest.split(['/', '?', '#']).next().unwrap_or("");
             if host.is_empty() {
                 return Err(invalid("the URL has no host"));
             }
@@ -97,9 +96,6 @@ impl Source {
                 url: url.to_owned(),
                 sha256,
             });
-        }
-        if source.starts_with("https://") {
-            return Err(invalid(http::NO_TLS));
         }
         if source.starts_with("file:") {
             return file_url_path(source)
@@ -276,7 +272,7 @@ mod tests {
         for bad in [
             "http://",
             "http://h/a.tgz#nothex",
-            "https://h/a.tgz",
+            "https://",
             "file://relative/path",
             "file:relative",
             "git://github.com/cozy/drive",
@@ -289,7 +285,9 @@ mod tests {
                 "{bad}"
             );
         }
-        let err = Source::parse("https://h/a.tgz").unwrap_err().to_string();
-        assert!(err.contains("TLS"), "{err}");
+        assert!(matches!(
+            Source::parse("https://h/a.tgz").unwrap(),
+            Source::Http { url, sha256: None } if url == "https://h/a.tgz"
+        ));
     }
 }

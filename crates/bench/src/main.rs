@@ -2,14 +2,18 @@
 //! same disk, and the ratio (Hearth time / baseline time) is printed.
 //!
 //! Run with `cargo run --release -p hearth-bench -- store [--docs N]` or
+//! `cargo run --release -p hearth-bench -- store-postgres [--docs N]` or
 //! `cargo run --release -p hearth-bench -- instances [--max N]` or
 //! `cargo run --release -p hearth-bench -- files [--big-mib N] [--small N]` or
-//! `cargo run --release -p hearth-bench -- jobs [--jobs N] [--images N] [--sync-normal]`.
+//! `cargo run --release -p hearth-bench -- jobs [--jobs N] [--images N] [--sync-normal]` or
+//! `cargo run --release -p hearth-bench -- move [--mib N] [--files N]`.
 
 mod files;
 mod instances;
 mod jobs;
+mod moves;
 mod store;
+mod store_pg;
 
 // The allocator Hearth itself uses, so both sides of each comparison share it.
 #[global_allocator]
@@ -24,6 +28,10 @@ fn main() -> anyhow::Result<()> {
         "store" => {
             let docs = flag(&args, "--docs").unwrap_or(100_000);
             store::run(docs)
+        }
+        "store-postgres" => {
+            let docs = flag(&args, "--docs").unwrap_or(100_000);
+            store_pg::run(docs)
         }
         "instances" => {
             let counts: Vec<usize> = match flag(&args, "--max") {
@@ -45,8 +53,15 @@ fn main() -> anyhow::Result<()> {
             let full = !args.iter().any(|a| a == "--sync-normal");
             jobs::run(n, images, full)
         }
+        "move" => {
+            let mib = flag(&args, "--mib").unwrap_or(2048) as u64;
+            let files = flag(&args, "--files").unwrap_or(20_000);
+            moves::run(mib, files)
+        }
         other => {
-            anyhow::bail!("unknown scenario {other:?} (known: store, instances, files, jobs)")
+            anyhow::bail!(
+                "unknown scenario {other:?} (known: store, store-postgres, instances, files, jobs, move)"
+            )
         }
     }
 }

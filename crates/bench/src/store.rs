@@ -19,21 +19,21 @@ use serde_json::{Value, json};
 
 use crate::{Row, print_table};
 
-const REPS: usize = 5;
-const SINGLE_INSERTS: usize = 500;
-const GETS: usize = 20_000;
+pub(crate) const REPS: usize = 5;
+pub(crate) const SINGLE_INSERTS: usize = 500;
+pub(crate) const GETS: usize = 20_000;
 const FINDS: usize = 500;
 
-fn finds() -> usize {
+pub(crate) fn finds() -> usize {
     std::env::var("BENCH_FINDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(FINDS)
 }
 /// Distinct values of the indexed field: an indexed find returns docs/GROUPS documents.
-const GROUPS: usize = 1_000;
+pub(crate) const GROUPS: usize = 1_000;
 
-fn doc(n: usize) -> JsonMap {
+pub(crate) fn doc(n: usize) -> JsonMap {
     let v = json!({
         "_id": format!("{n:08x}"),
         "name": format!("photo-{n}.jpg"),
@@ -62,7 +62,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 /// Runs `baseline(rep)` and `ours(rep)` alternately `REPS` times; the medians.
-fn measure(
+pub(crate) fn measure(
     mut baseline: impl FnMut(usize) -> anyhow::Result<()>,
     mut ours: impl FnMut(usize) -> anyhow::Result<()>,
 ) -> anyhow::Result<(Duration, Duration)> {

@@ -486,6 +486,17 @@ impl AdminClient {
         self.send(Method::Post, &url)?.json(202)
     }
 
+    /// `POST /instances/<domain>/import?manifest_url=&wait=true`: the import's
+    /// record (`state`, `report`, `error`) once it has ended.
+    pub fn import(&self, domain: &str, manifest_url: &str) -> Result<Map<String, Value>, ApiError> {
+        let query = [
+            ("manifest_url", manifest_url.to_owned()),
+            ("wait", "true".to_owned()),
+        ];
+        let url = self.admin_url(&instance_path(domain, "/import"), &query);
+        self.send(Method::Post, &url)?.json(200)
+    }
+
     /// `GET /instances/<domain>/exports`: the export documents, newest first.
     pub fn list_exports(&self, domain: &str) -> Result<Vec<Map<String, Value>>, ApiError> {
         let url = self.admin_url(&instance_path(domain, "/exports"), &[]);

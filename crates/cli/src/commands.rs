@@ -77,6 +77,17 @@ pub enum InstancesCommand {
         #[arg(long, value_name = "DIR")]
         path: Option<std::path::PathBuf>,
     },
+    /// Import an export into an instance, replacing all its data (the owner's email,
+    /// name and password are kept); waits for the end and prints a report
+    Import {
+        /// The URL of the export's manifest (`https://<source>/move/exports/<mac>`)
+        url: String,
+        #[arg(long)]
+        domain: String,
+        /// Do not ask for confirmation
+        #[arg(long)]
+        force: bool,
+    },
     /// Print a CLI token for an instance
     TokenCli {
         domain: String,

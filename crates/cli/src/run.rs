@@ -649,6 +649,7 @@ fn dispatch(
             print(io, &output::found_oauth_client(&oauth))
         }
         C::Export { domain, path } => export(client, io, domain, path.as_deref()),
+        C::Import { url, domain, force } => import(client, io, domain, url, *force),
         C::CleanSessions(d) => {
             check_domain(&d.domain).map_err(Failure::new)?;
             client.clean_sessions(&d.domain).map_err(Failure::new)
@@ -747,6 +748,71 @@ fn refuse_if_disabled(settings: &Settings, what: &str) -> Result<(), Failure> {
         ))),
         None => Ok(()),
     }
+}
+
+/// `instances import`: asks to type the domain (the instance is reset), runs the
+/// import and prints its report; a failed import is an error (exit 1).
+fn import(
+    client: &AdminClient,
+    io: &mut Io<'_>,
+    domain: &str,
+    url: &str,
+    force: bool,
+) -> Result<(), Failure> {
+    check_domain(domain).map_err(Failure::new)?;
+    if !force {
+        print(
+            io,
+            &format!(
+                "The import will RESET the instance {domain}: all its data will be replaced. Type the domain to confirm: "
+            ),
+        )?;
+        let mut answer = String::new();
+        io.input
+            .read_line(&mut answer)
+            .map_err(|e| Failure::new(format!("cannot read the confirmation: {e}")))?;
+        if answer.trim().to_lowercase() != domain.to_lowercase() {
+            return Err(Failure::new(format!(
+                "the domain typed does not match {domain}: nothing was imported"
+            )));
+        }
+    }
+    let _ = writeln!(io.err, "Importing into {domain}…");
+    let record = client.import(domain, url).map_err(Failure::new)?;
+    let state = record.get("state").and_then(|s| s.as_str()).unwrap_or("");
+    if state != "done" {
+        let error = record
+            .get("error")
+            .and_then(|e| e.as_str())
+            .unwrap_or(state);
+        return Err(Failure::new(format!("the import failed: {error}")));
+    }
+    let report = record.get("report").cloned().unwrap_or_default();
+    let mut out = format!("Import into {domain} done\n");
+    if let Some(doctypes) = report.get("doctypes").and_then(|d| d.as_object()) {
+        for (doctype, c) in doctypes {
+            let n = |k: &str| c.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+            out.push_str(&format!(
+                "  {doctype}: {} of {} imported ({} of {} bytes){}\n",
+                n("imported_docs"),
+                n("archive_docs"),
+                n("imported_bytes"),
+                n("archive_bytes"),
+                if n("skipped") > 0 {
+                    format!(", {} skipped", n("skipped"))
+                } else {
+                    String::new()
+                }
+            ));
+        }
+    }
+    if let Some(apps) = report.get("apps_not_installed").and_then(|a| a.as_array())
+        && !apps.is_empty()
+    {
+        let names: Vec<&str> = apps.iter().filter_map(|a| a.as_str()).collect();
+        out.push_str(&format!("  not installed: {}\n", names.join(", ")));
+    }
+    print(io, &out)
 }
 
 /// `instances export`: without a directory, the export job is queued and the owner
@@ -1407,6 +1473,55 @@ mod tests {
     }
 
     const JOB_DONE: &str = r#"{"_id":"j1","domain":"a.example:8080","worker":"log","message":{"hello":"world"},"state":"done","queued_at":"2025-01-01T00:00:00Z","finished_at":"2025-01-01T00:00:01Z"}"#;
+
+    #[test]
+    fn import_asks_waits_and_prints_the_report() {
+        let done = r#"{"_id":"j1","domain":"a.example","state":"done","report":{"doctypes":{"io.cozy.contacts":{"archive_docs":2,"archive_bytes":40,"imported_docs":2,"imported_bytes":40,"skipped":0},"io.cozy.settings":{"archive_docs":1,"archive_bytes":9,"imported_docs":0,"imported_bytes":0,"skipped":1}},"apps_not_installed":["drive"],"parts":1}}"#;
+        let (port, seen) = stand_in(vec![(200, "application/json", done.into())]);
+        let url = "https://b.example/move/exports/MAC";
+        // Typing another domain changes nothing and sends nothing.
+        let (status, _, err) = cli(
+            &settings(port, 1),
+            &["import", url, "--domain", "a.example"],
+            "b.example\n",
+        );
+        assert_eq!(status, 1);
+        assert!(err.contains("nothing was imported"), "{err}");
+        let (status, out, err) = cli(
+            &settings(port, 1),
+            &["import", url, "--domain", "a.example"],
+            "a.example\n",
+        );
+        assert_eq!(status, 0, "{err}");
+        assert!(out.contains("RESET the instance a.example"), "{out}");
+        assert!(
+            out.contains("io.cozy.contacts: 2 of 2 imported (40 of 40 bytes)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("io.cozy.settings: 0 of 1 imported (0 of 9 bytes), 1 skipped"),
+            "{out}"
+        );
+        assert!(out.contains("not installed: drive"), "{out}");
+        assert_eq!(
+            seen.recv().expect("request").line,
+            "POST /instances/a.example/import?manifest_url=https%3A%2F%2Fb.example%2Fmove%2Fexports%2FMAC&wait=true"
+        );
+        // A failed import: its error, exit 1.
+        let failed =
+            r#"{"_id":"j2","state":"errored","error":"the part 0 could not be downloaded"}"#;
+        let (port, _seen) = stand_in(vec![(200, "application/json", failed.into())]);
+        let (status, _, err) = cli(
+            &settings(port, 1),
+            &["import", url, "--domain", "a.example", "--force"],
+            "",
+        );
+        assert_eq!(status, 1);
+        assert!(
+            err.contains("Error: the import failed: the part 0 could not be downloaded"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn export_downloads_every_part() {

@@ -91,7 +91,7 @@ struct ServeArgs {
     /// Where file contents go, file://<dir> [config: fs.url]
     #[arg(long, value_name = "URL")]
     fs_url: Option<String>,
-    /// The document store, sqlite://<dir> [config: database.url]
+    /// The document store, sqlite://<dir> or postgres://… [config: database.url]
     #[arg(long, value_name = "URL")]
     database_url: Option<String>,
     /// Log level or filter directives; RUST_LOG overrides it [config: log.level]

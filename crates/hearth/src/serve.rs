@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use hearth_store_postgres::{PgOptions, PostgresStore};
 use hearth_store_sqlite::{SqliteOptions, SqliteStore};
 use hearth_web::AppState;
 use tokio::net::TcpListener;
@@ -82,17 +83,26 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     let FsLocation::Local { dir: files_dir } = &loaded.backends.fs;
     std::fs::create_dir_all(files_dir)
         .with_context(|| format!("cannot create the files directory {}", files_dir.display()))?;
-    let DatabaseLocation::Sqlite { dir: db_dir } = &loaded.backends.database;
-    let options = SqliteOptions {
-        max_open: config.database.max_open,
-        idle_timeout: config.database.idle_timeout,
-        synchronous_full: config.database.synchronous == Synchronous::Full,
+    let store: Arc<dyn hearth_store::DocStore> = match &loaded.backends.database {
+        DatabaseLocation::Sqlite { dir: db_dir } => {
+            let options = SqliteOptions {
+                max_open: config.database.max_open,
+                idle_timeout: config.database.idle_timeout,
+                synchronous_full: config.database.synchronous == Synchronous::Full,
+            };
+            Arc::new(SqliteStore::open(db_dir.clone(), options).with_context(|| {
+                format!("cannot open the document store in {}", db_dir.display())
+            })?)
+        }
+        DatabaseLocation::Postgres { url } => Arc::new(
+            PostgresStore::connect(url, PgOptions::default())
+                .await
+                .context("cannot open the PostgreSQL document store (database.url)")?,
+        ),
     };
-    let store = SqliteStore::open(db_dir.clone(), options)
-        .with_context(|| format!("cannot open the document store in {}", db_dir.display()))?;
     // Every write (instances, settings, data, files) publishes realtime events.
     let store: Arc<dyn hearth_store::DocStore> = Arc::new(hearth_store::events::EventedStore::new(
-        Arc::new(store),
+        store,
         Default::default(),
     ));
     let instances = hearth_instances::Instances::open(

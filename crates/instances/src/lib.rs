@@ -137,10 +137,29 @@ impl Instances {
     }
 
     /// Resolves the `Host` of a request.
+    ///
+    /// A `Host` with a port names the instance of that exact domain (`alice.localhost:8080`
+    /// as created), else the instance of the name alone: a server reached on a port
+    /// other than the one in its instances' domains still serves them.
     pub async fn resolve_host(&self, host: &str) -> InstanceResult<Resolution> {
         let Ok(domain) = Domain::parse(host) else {
             return Ok(Resolution::Unknown);
         };
+        if let Some((name, port)) = host.rsplit_once(':')
+            && !port.is_empty()
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && let Ok(bare) = Domain::parse(name)
+        {
+            match self.get(&domain).await {
+                Ok(i) => return Ok(Resolution::Found(i)),
+                Err(InstanceError::NotFound) => {
+                    if let Ok(i) = self.get(&bare).await {
+                        return Ok(Resolution::Found(i));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
         match self.get(&domain).await {
             Ok(i) => Ok(Resolution::Found(i)),
             Err(InstanceError::NotFound) => Ok(match self.by_old_domain(&domain).await? {

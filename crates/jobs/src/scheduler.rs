@@ -584,6 +584,34 @@ impl Jobs {
         req: TriggerRequest,
         admin: bool,
     ) -> JobsResult<Trigger> {
+        self.create_trigger(inst, req, admin, None).await
+    }
+
+    /// Creates a trigger with a given id (an import keeps the ids of the source's
+    /// triggers); an existing trigger with that id is a conflict.
+    pub async fn restore_trigger(
+        &self,
+        inst: &Instance,
+        id: &str,
+        req: TriggerRequest,
+    ) -> JobsResult<Trigger> {
+        self.create_trigger(inst, req, true, Some(id.to_owned()))
+            .await
+    }
+
+    /// Unschedules every trigger of an instance (the reset before an import, which
+    /// then deletes their documents with the rest of the instance's data).
+    pub async fn remove_all_triggers(&self, inst: &Instance) -> JobsResult<()> {
+        self.forget_triggers(&inst.instance_id()).await
+    }
+
+    async fn create_trigger(
+        &self,
+        inst: &Instance,
+        req: TriggerRequest,
+        admin: bool,
+        id: Option<String>,
+    ) -> JobsResult<Trigger> {
         let schedule = Schedule::parse(&req.kind, &req.arguments).map_err(JobsError::Invalid)?;
         self.check_worker(&req.worker, admin)?;
         let debounce = match req.debounce.as_deref().filter(|d| !d.is_empty()) {
@@ -597,7 +625,7 @@ impl Jobs {
         }
         let now = now_rfc3339();
         let mut trigger = Trigger {
-            id: hearth_core::new_doc_id(),
+            id: id.unwrap_or_else(hearth_core::new_doc_id),
             rev: None,
             domain: inst.domain.clone(),
             kind: req.kind,

@@ -75,6 +75,8 @@ pub(crate) struct Splitter {
     p: i64,
     room: i64,
     pub(crate) cursors: Vec<String>,
+    /// The bytes of every file and version seen.
+    pub(crate) total: i64,
 }
 
 impl Splitter {
@@ -83,6 +85,7 @@ impl Splitter {
             p,
             room: p,
             cursors: Vec::new(),
+            total: 0,
         }
     }
 
@@ -92,6 +95,7 @@ impl Splitter {
             self.room = self.p;
         }
         self.room -= size;
+        self.total = self.total.saturating_add(size.max(0));
     }
 }
 
@@ -203,6 +207,7 @@ impl Exports {
             created_at: hearth_core::now_rfc3339(),
             expires_at: hearth_core::rfc3339(now + (max_age / 1_000_000_000) as u64),
             total_size: -1,
+            files_size: 0,
             creation_duration: 0,
             error: String::new(),
         };
@@ -329,6 +334,7 @@ impl Exports {
             }
         }
         doc.parts_cursors = Some(splitter.cursors);
+        doc.files_size = splitter.total;
         Ok(())
     }
 
@@ -367,7 +373,6 @@ impl Exports {
         ExportsRef {
             store: self.store.clone(),
             vfs: self.vfs.clone(),
-            fs_root: self.fs_root.clone(),
         }
     }
 
@@ -422,7 +427,6 @@ impl Exports {
 struct ExportsRef {
     store: std::sync::Arc<dyn hearth_store::DocStore>,
     vfs: std::sync::Arc<hearth_vfs::Vfs>,
-    fs_root: PathBuf,
 }
 
 /// One part, checked and ready to be written.
@@ -643,19 +647,13 @@ impl Part {
                 let Some((file_id, suffix)) = id.split_once('/') else {
                     continue;
                 };
-                let safe =
-                    |c: &str| !c.is_empty() && c != "." && c != ".." && !c.contains(['/', '\0']);
-                if !safe(file_id) || !safe(suffix) || !safe(&inst.domain) {
-                    continue;
-                }
-                let path = self
+                let mut content = match self
                     .exports
-                    .fs_root
-                    .join(&inst.domain)
-                    .join(hearth_vfs::name::VERSIONS_NAME)
-                    .join(file_id)
-                    .join(suffix);
-                let mut content = match tokio::fs::File::open(&path).await {
+                    .vfs
+                    .blobs()
+                    .open_version(&inst.domain, file_id, suffix)
+                    .await
+                {
                     Ok(f) => f,
                     Err(e) => {
                         tracing::warn!(error = %e, version = %id, "export: a version without content is skipped");

@@ -15,7 +15,10 @@
 //! entry is written (the reference writes the metadata and then skips missing
 //! content, which shifts a positional importer, spec move 6.2).
 
+pub mod client;
 mod export;
+mod import;
+mod import_worker;
 pub mod mac;
 mod worker;
 pub mod zip;
@@ -31,6 +34,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use export::{Part, part_file_name};
+pub use import::{
+    BASE_APPS, Count, ImportError, ImportOptions, ImportReport, ImportResult, Imports,
+    manifest_url_of,
+};
+pub use import_worker::{
+    BLOCK_IMPORTING, IMPORTS, ImportWorker, import_record, register_import, set_settings_flag,
+};
 pub use worker::{ExportWorker, register};
 
 /// The doctype of export documents (global store).
@@ -96,6 +106,10 @@ pub struct ExportDoc {
     pub expires_at: String,
     /// `-1` while exporting, then the bytes of JSON written to the stored archive.
     pub total_size: i64,
+    /// Hearth's extension: the bytes of the files and versions the parts hold (the
+    /// import's quota check counts them; `total_size` is only the JSON).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub files_size: i64,
     /// Nanoseconds.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub creation_duration: i64,
@@ -162,8 +176,6 @@ pub struct Exports {
     vfs: Arc<Vfs>,
     /// Where stored archives go: `<dir>/<domain>/<export id>.tar.gz`.
     archives: PathBuf,
-    /// The local blob store's root, for the content of old versions.
-    fs_root: PathBuf,
     /// The smallest bucket: 1 GiB ([`MIN_PARTS_SIZE`]); tests and benchmarks lower it.
     min_parts_size: i64,
 }
@@ -192,7 +204,6 @@ impl Exports {
             instances,
             vfs,
             archives,
-            fs_root,
             min_parts_size: MIN_PARTS_SIZE,
         }
     }
@@ -301,6 +312,54 @@ impl Exports {
         out.sort_by(|a, b| b.created_at.cmp(&a.created_at));
         out.truncate(256);
         Ok(out)
+    }
+
+    /// Deletes the exports whose link has expired: their stored archive and their
+    /// document (spec move 1.9). Answers how many were removed.
+    pub async fn remove_expired(&self) -> MoveResult<usize> {
+        let q = hearth_store::AllDocsQuery {
+            include_docs: true,
+            ..Default::default()
+        };
+        let rows = match self
+            .store
+            .all_docs(&InstanceId::global(), &dt(EXPORTS), &q)
+            .await
+        {
+            Ok(r) => r.rows,
+            Err(StoreError::NotFound(_)) => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        let mut removed = 0;
+        for doc in rows.into_iter().filter_map(|r| r.doc) {
+            let Ok(export) = ExportDoc::from_doc(doc) else {
+                continue;
+            };
+            if !export.expired() {
+                continue;
+            }
+            match tokio::fs::remove_file(self.archive_path(&export.domain, &export.id)).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(export = %export.id, error = %e, "cannot remove an expired archive");
+                    continue;
+                }
+            }
+            if let Ok(rev) = export.rev.parse() {
+                match self
+                    .store
+                    .delete(&InstanceId::global(), &dt(EXPORTS), &export.id, &rev)
+                    .await
+                {
+                    Ok(_) | Err(StoreError::NotFound(_)) | Err(StoreError::Conflict) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            tracing::info!(domain = %export.domain, export = %export.id, "expired export removed");
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     pub(crate) fn archive_path(&self, domain: &str, id: &str) -> PathBuf {

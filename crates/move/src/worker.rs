@@ -40,7 +40,7 @@ pub fn register(jobs: &Jobs, exports: Arc<Exports>, mailer: Arc<Mailer>) {
     );
 }
 
-fn scheme_for(domain: &str) -> &'static str {
+pub(crate) fn scheme_for(domain: &str) -> &'static str {
     let host = domain.rsplit_once(':').map_or(domain, |(h, _)| h);
     if host == "localhost" || host.ends_with(".localhost") || domain.contains(':') {
         "http"
@@ -58,66 +58,64 @@ pub fn archive_link(domain: &str, token: &str) -> String {
     )
 }
 
-impl ExportWorker {
-    async fn mail(
-        &self,
-        inst: &Instance,
-        template: &str,
-        vars: Map<String, Value>,
-    ) -> Result<(), JobError> {
-        let settings = match Doctype::new("io.cozy.settings") {
-            Ok(dt) => self
-                .exports
-                .instances()
-                .store()
-                .get(
-                    &inst.instance_id(),
-                    &dt,
-                    "io.cozy.settings.instance",
-                    GetOptions::default(),
-                )
-                .await
-                .unwrap_or_default(),
-            Err(_) => Default::default(),
-        };
-        let text = |k: &str| {
-            settings
-                .get(k)
-                .and_then(Value::as_str)
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-        };
-        let public_name = text("public_name");
-        let email =
-            text("email").ok_or_else(|| JobError::fatal("the instance has no email address"))?;
-        let bad = |e: hearth_mail::MailError| JobError::fatal(e.to_string());
-        let mut vars = vars;
-        if let Some(p) = &public_name {
-            vars.entry("PublicName")
-                .or_insert_with(|| Value::String(p.clone()));
-        }
-        let request = MailRequest {
-            to: vec![Mailbox::new(&email, public_name.as_deref()).map_err(bad)?],
-            from: None,
-            reply_to: None,
-            content: MailContent::Template {
-                name: template.into(),
-                locale: inst.locale.clone(),
-                vars,
-            },
-        };
-        let info = InstanceInfo {
-            domain: inst.domain.clone(),
-            public_name,
-        };
-        let mail = self.mailer.compose(&info, &request).map_err(bad)?;
-        self.mailer
-            .send(&mail)
+/// Mails the owner of an instance (the email of its settings) a template.
+pub(crate) async fn mail_owner(
+    instances: &hearth_instances::Instances,
+    mailer: &Mailer,
+    inst: &Instance,
+    template: &str,
+    vars: Map<String, Value>,
+) -> Result<(), JobError> {
+    let settings = match Doctype::new("io.cozy.settings") {
+        Ok(dt) => instances
+            .store()
+            .get(
+                &inst.instance_id(),
+                &dt,
+                "io.cozy.settings.instance",
+                GetOptions::default(),
+            )
             .await
-            .map(|_| ())
-            .map_err(|e| JobError::fatal(e.to_string()))
+            .unwrap_or_default(),
+        Err(_) => Default::default(),
+    };
+    let text = |k: &str| {
+        settings
+            .get(k)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let public_name = text("public_name");
+    let email =
+        text("email").ok_or_else(|| JobError::fatal("the instance has no email address"))?;
+    let bad = |e: hearth_mail::MailError| JobError::fatal(e.to_string());
+    let mut vars = vars;
+    if let Some(p) = &public_name {
+        vars.entry("PublicName")
+            .or_insert_with(|| Value::String(p.clone()));
     }
+    let request = MailRequest {
+        to: vec![Mailbox::new(&email, public_name.as_deref()).map_err(bad)?],
+        from: None,
+        reply_to: None,
+        content: MailContent::Template {
+            name: template.into(),
+            locale: inst.locale.clone(),
+            vars,
+        },
+    };
+    let info = InstanceInfo {
+        domain: inst.domain.clone(),
+        public_name,
+    };
+    let mail = mailer.compose(&info, &request).map_err(bad)?;
+    mailer
+        .send(&mail)
+        .await
+        .map(|_| ())
+        .map_err(|e| JobError::fatal(e.to_string()))
 }
 
 #[async_trait]
@@ -141,11 +139,25 @@ impl Worker for ExportWorker {
                         &crate::mac::encode(&inst.session_secret, &doc.id, crate::now_secs()),
                     )),
                 );
-                self.mail(inst, "archiver", vars).await
+                mail_owner(
+                    self.exports.instances(),
+                    &self.mailer,
+                    inst,
+                    "archiver",
+                    vars,
+                )
+                .await
             }
             Err(e) => {
                 if !opts.admin_req
-                    && let Err(me) = self.mail(inst, "export_error", Map::new()).await
+                    && let Err(me) = mail_owner(
+                        self.exports.instances(),
+                        &self.mailer,
+                        inst,
+                        "export_error",
+                        Map::new(),
+                    )
+                    .await
                 {
                     tracing::warn!(error = %me.message, "cannot send the export_error mail");
                 }

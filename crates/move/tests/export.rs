@@ -351,3 +351,35 @@ async fn export_in_parts_matches_the_layout() {
         Err(MoveError::Conflict)
     ));
 }
+
+#[tokio::test]
+async fn expired_exports_are_removed_with_their_archive() {
+    let e = env().await;
+    let exports = Exports::new(e.store.clone(), e.instances.clone(), e.vfs.clone());
+    upload(&e, "", "a.txt", b"hello").await;
+    let short = ExportOptions {
+        max_age: 1_000_000_000,
+        ..Default::default()
+    };
+    let old = exports.create(&e.inst, &short).await.unwrap();
+    let archive = e
+        ._dir
+        .path()
+        .join("exports")
+        .join("a.localhost")
+        .join(format!("{}.tar.gz", old.id));
+    assert!(archive.exists());
+    assert_eq!(
+        exports.remove_expired().await.unwrap(),
+        0,
+        "nothing expired yet"
+    );
+    assert!(exports.get(&old.id).await.is_ok());
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(exports.remove_expired().await.unwrap(), 1);
+    assert!(!archive.exists());
+    assert!(matches!(
+        exports.get(&old.id).await,
+        Err(hearth_move::MoveError::NotFound)
+    ));
+}

@@ -117,6 +117,28 @@ pub trait BlobStore: Send + Sync + 'static {
         version: Option<&str>,
     ) -> io::Result<()>;
 
+    /// Makes sealed content a kept version of a file (an import brings old versions
+    /// with their content); `AlreadyExists` if that version has content.
+    async fn commit_version(
+        &self,
+        sealed: Sealed,
+        domain: &str,
+        file_id: &str,
+        version: &str,
+    ) -> io::Result<()>;
+
+    /// Opens a kept version of a file; `NotFound` when it has no content.
+    async fn open_version(
+        &self,
+        domain: &str,
+        file_id: &str,
+        version: &str,
+    ) -> io::Result<BlobReader>;
+
+    /// Removes every content of an instance (files, versions, thumbnails, uploads in
+    /// progress) and leaves an empty root: the reset before an import.
+    async fn clear(&self, domain: &str) -> io::Result<()>;
+
     /// Every file and directory stored for an instance, its own directories (trash
     /// aside) excluded.
     async fn list(&self, domain: &str) -> io::Result<Vec<BlobEntry>>;
@@ -443,6 +465,50 @@ impl BlobStore for LocalBlobStore {
             ));
         }
         ignore_missing(tokio::fs::remove_dir_all(dir).await)
+    }
+
+    async fn commit_version(
+        &self,
+        sealed: Sealed,
+        domain: &str,
+        file_id: &str,
+        version: &str,
+    ) -> io::Result<()> {
+        let temp = self.temp_path(domain, &sealed.token)?;
+        let dest = self.version_path(domain, file_id, version)?;
+        if let Some(dir) = dest.parent() {
+            tokio::fs::create_dir_all(dir).await?;
+        }
+        tokio::fs::hard_link(&temp, &dest).await?;
+        tokio::fs::remove_file(&temp).await?;
+        sync_parent(&dest).await
+    }
+
+    async fn open_version(
+        &self,
+        domain: &str,
+        file_id: &str,
+        version: &str,
+    ) -> io::Result<BlobReader> {
+        let file = tokio::fs::File::open(self.version_path(domain, file_id, version)?).await?;
+        Ok(Box::new(file))
+    }
+
+    async fn clear(&self, domain: &str) -> io::Result<()> {
+        let space = self.space(domain)?;
+        // Renamed away first: from then on the instance's directory is empty, and a
+        // crash leaves a `.cleared-*` directory beside it instead of a half tree.
+        let doomed = self
+            .root
+            .join(format!(".cleared-{domain}-{}", hearth_core::random_hex(8)));
+        match tokio::fs::rename(&space, &doomed).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        tokio::fs::create_dir_all(&space).await?;
+        sync_parent(&space).await?;
+        ignore_missing(tokio::fs::remove_dir_all(&doomed).await)
     }
 
     async fn remove_versions(

@@ -17,6 +17,7 @@
 mod blob;
 mod error;
 mod fsck;
+mod import;
 pub mod name;
 mod ops;
 pub mod thumbs;

@@ -120,9 +120,9 @@ pub(crate) fn md5_b64(digest: &[u8]) -> String {
 }
 
 /// What the uploaded bytes turned out to be.
-struct Received {
-    sealed: Sealed,
-    md5: [u8; 16],
+pub(crate) struct Received {
+    pub(crate) sealed: Sealed,
+    pub(crate) md5: [u8; 16],
 }
 
 impl Vfs {
@@ -209,7 +209,7 @@ impl Vfs {
 
     /// Streams `body` into a temporary blob, checking the announced size and MD5 and
     /// the room left. Nothing is left behind on failure.
-    async fn receive<S>(
+    pub(crate) async fn receive<S>(
         &self,
         inst: &Instance,
         mut body: S,

@@ -24,6 +24,99 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/instances/{domain}/export", post(export))
         .route("/instances/{domain}/exports", get(list_exports))
         .route("/instances/{domain}/exports/{id}/data", get(export_data))
+        .route("/instances/{domain}/import", post(import))
+        .route("/instances/{domain}/imports/{id}", get(show_import))
+}
+
+/// `POST /instances/:domain/import?manifest_url=` → 204 (spec move 1.8): queues an
+/// import of that manifest, no precheck. Hearth adds `Location:` the record of the
+/// import (`GET /instances/:domain/imports/:job`); with `wait=true` it answers 200
+/// with that record once the job has ended (the CLI).
+async fn import(
+    State(state): State<AppState>,
+    Path(domain): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let i = state.instances.get_str(&domain).await?;
+    let url = q
+        .get("manifest_url")
+        .map(|u| u.trim())
+        .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+        .ok_or_else(|| {
+            ApiError::invalid_parameter("manifest_url", "an http(s) URL of an export is required")
+        })?;
+    if !url.contains("/move/exports/") {
+        return Err(ApiError::invalid_parameter(
+            "manifest_url",
+            "not the URL of an export (…/move/exports/<mac>)",
+        ));
+    }
+    let opts = hearth_move::ImportOptions {
+        manifest_url: url.to_owned(),
+        admin_req: true,
+        ..Default::default()
+    };
+    let message = serde_json::to_value(&opts)
+        .map_err(|e| ApiError::internal(&std::io::Error::other(e.to_string())))?;
+    hearth_move::set_settings_flag(&state.imports, &i, "importing", Some(Value::Bool(true)))
+        .await?;
+    let job = state
+        .jobs
+        .push(
+            &i,
+            JobRequest {
+                worker: "import".into(),
+                message,
+                manual: true,
+                ..Default::default()
+            },
+        )
+        .await;
+    let job = match job {
+        Ok(j) => j,
+        Err(e) => {
+            let _ = hearth_move::set_settings_flag(&state.imports, &i, "importing", None).await;
+            return Err(e.into());
+        }
+    };
+    if flag(&q, "wait") {
+        state
+            .jobs
+            .wait(&i, &job.id, std::time::Duration::from_secs(3 * 3600 + 60))
+            .await?;
+        return show_import(State(state), Path((domain, job.id))).await;
+    }
+    Ok((
+        StatusCode::NO_CONTENT,
+        [(
+            header::LOCATION,
+            format!("/instances/{}/imports/{}", i.domain, job.id),
+        )],
+    )
+        .into_response())
+}
+
+/// `GET /instances/:domain/imports/:job` → `{"state", "report", "error", …}`; a job
+/// not started yet is `queued`.
+async fn show_import(
+    State(state): State<AppState>,
+    Path((domain, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let i = state.instances.get_str(&domain).await?;
+    if let Some(doc) = hearth_move::import_record(&state.imports, &id).await?
+        && doc.get("domain").and_then(Value::as_str) == Some(i.domain.as_str())
+    {
+        return Ok(json_response(StatusCode::OK, Value::Object(doc)));
+    }
+    let job = state.jobs.get_job(&i, &id).await?;
+    if job.worker != "import" {
+        return Err(ApiError::not_found("no such import"));
+    }
+    let state_name = serde_json::to_value(job.state).unwrap_or(Value::Null);
+    Ok(json_response(
+        StatusCode::OK,
+        json!({"_id": job.id, "domain": i.domain, "state": state_name, "error": job.error}),
+    ))
 }
 
 fn json_response(status: StatusCode, body: Value) -> Response {

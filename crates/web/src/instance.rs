@@ -166,6 +166,23 @@ pub(crate) fn blocked(instance: &Instance, headers: &HeaderMap, family: Family) 
         StatusCode::SERVICE_UNAVAILABLE
     };
     let locale = instance.page_locale();
+    // During an import or a move (spec move 2.8): browsers wait on the waiting page,
+    // clients get a 503 with a plain message.
+    if matches!(reason, "IMPORTING" | "MOVING") {
+        if wants_html(headers, family) {
+            let to = format!(
+                "{}://{}/move/importing",
+                scheme_for(&instance.domain),
+                instance.domain
+            );
+            return (StatusCode::FOUND, [(header::LOCATION, to)]).into_response();
+        }
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"error": pages::blocked_reason(locale, reason)})),
+        )
+            .into_response();
+    }
     if reason == "LOGIN_FAILED" || wants_html(headers, family) {
         return (status, pages::blocked(locale, reason)).into_response();
     }

@@ -14,6 +14,7 @@ mod auth;
 mod data;
 mod error;
 mod files;
+mod imports;
 mod instance;
 mod jobs;
 mod layers;
@@ -78,6 +79,8 @@ pub struct AppState {
     pub mailer: Arc<Mailer>,
     /// Installed apps and konnectors.
     pub apps: Arc<Apps>,
+    /// Imports of archives into instances (the `import` worker's service).
+    pub imports: Arc<hearth_move::Imports>,
     /// Web apps are served on `<first label>-<slug>.<rest>` rather than on
     /// `<slug>.<instance domain>` (config `subdomains: flat`).
     pub flat_subdomains: bool,
@@ -119,17 +122,19 @@ impl AppState {
             apps_root(&instances),
             Registries::new(),
         ));
+        let (jobs, imports) = build_jobs(
+            &store,
+            &instances,
+            &vfs,
+            &mailer,
+            &apps,
+            None,
+            &jobs_config,
+            hearth_move::MIN_PARTS_SIZE,
+        );
         Self {
-            jobs: build_jobs(
-                &store,
-                &instances,
-                &vfs,
-                &mailer,
-                &apps,
-                None,
-                &jobs_config,
-                hearth_move::MIN_PARTS_SIZE,
-            ),
+            jobs,
+            imports,
             apps,
             flat_subdomains: false,
             konnectors_cmd: None,
@@ -193,7 +198,7 @@ impl AppState {
     }
 
     fn rebuild_jobs(mut self) -> Self {
-        self.jobs = build_jobs(
+        (self.jobs, self.imports) = build_jobs(
             &self.store,
             &self.instances,
             &self.vfs,
@@ -209,7 +214,20 @@ impl AppState {
     /// Starts the background work: queued jobs of a previous run, runners and the
     /// trigger scheduler.
     pub async fn start(&self) -> Result<(), hearth_jobs::JobsError> {
-        self.jobs.start().await
+        self.jobs.start().await?;
+        // Expired exports go every hour (and once now: a server that was stopped
+        // for a while catches up).
+        let exports = self.exports();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+            loop {
+                tick.tick().await;
+                if let Err(e) = exports.remove_expired().await {
+                    tracing::warn!(error = %e, "cannot remove expired exports");
+                }
+            }
+        });
+        Ok(())
     }
 
     /// Serves web apps on flat subdomains (`alice-drive.example.net`).
@@ -248,22 +266,37 @@ fn build_jobs(
     konnectors_cmd: Option<std::path::PathBuf>,
     config: &JobsConfig,
     export_min_parts_size: i64,
-) -> Arc<Jobs> {
-    let jobs = Jobs::new(store.clone(), instances.clone(), config.clone());
-    hearth_jobs::workers::register(
-        &jobs,
-        &hearth_jobs::workers::Builtins {
-            instances: instances.clone(),
-            vfs: vfs.clone(),
-            mailer: mailer.clone(),
-            apps: apps.clone(),
-            konnectors_cmd,
-        },
-    );
-    let exports = hearth_move::Exports::new(store.clone(), instances.clone(), vfs.clone())
-        .with_min_parts_size(export_min_parts_size);
-    hearth_move::register(&jobs, Arc::new(exports), mailer.clone());
-    Arc::new(jobs)
+) -> (Arc<Jobs>, Arc<hearth_move::Imports>) {
+    let mut imports = None;
+    // The import worker reaches the triggers through a weak reference to the jobs
+    // service that runs it.
+    let jobs = Arc::new_cyclic(|weak| {
+        let jobs = Jobs::new(store.clone(), instances.clone(), config.clone());
+        hearth_jobs::workers::register(
+            &jobs,
+            &hearth_jobs::workers::Builtins {
+                instances: instances.clone(),
+                vfs: vfs.clone(),
+                mailer: mailer.clone(),
+                apps: apps.clone(),
+                konnectors_cmd,
+            },
+        );
+        let exports = hearth_move::Exports::new(store.clone(), instances.clone(), vfs.clone())
+            .with_min_parts_size(export_min_parts_size);
+        hearth_move::register(&jobs, Arc::new(exports), mailer.clone());
+        let imp = Arc::new(hearth_move::Imports::new(
+            vfs.clone(),
+            apps.clone(),
+            weak.clone(),
+        ));
+        hearth_move::register_import(&jobs, imp.clone(), mailer.clone());
+        imports = Some(imp);
+        jobs
+    });
+    #[allow(clippy::expect_used)]
+    let imports = imports.expect("set while building the jobs service");
+    (jobs, imports)
 }
 
 impl fmt::Debug for AppState {
@@ -298,6 +331,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(instance(Family::Api));
     let unblocked = settings::routes()
         .merge(moves::routes())
+        .merge(imports::routes())
         .merge(files::settings_routes())
         .merge(apps::routes())
         .route_layer(instance(Family::Unblocked));

@@ -33,7 +33,7 @@ pub(crate) fn routes() -> Router<AppState> {
 
 impl AppState {
     /// The export service over this state's backends.
-    pub(crate) fn exports(&self) -> Exports {
+    pub fn exports(&self) -> Exports {
         Exports::new(self.store.clone(), self.instances.clone(), self.vfs.clone())
             .with_min_parts_size(self.export_min_parts_size)
     }

@@ -1174,14 +1174,31 @@ mod tests {
 
         let input = LoadInput {
             flags: Overrides {
+                database_url: Some("postgres://db:port".into()),
+                ..Overrides::default()
+            },
+            ..LoadInput::default()
+        };
+        assert!(
+            load_err(&input).starts_with("--database-url: database.url: invalid PostgreSQL URL"),
+            "{}",
+            load_err(&input)
+        );
+        let input = LoadInput {
+            flags: Overrides {
                 database_url: Some("postgres://db".into()),
                 ..Overrides::default()
             },
             ..LoadInput::default()
         };
         assert_eq!(
-            load_err(&input),
-            "--database-url: database.url: postgres:// is not supported yet (coming with the scale-out work)"
+            load(&input)
+                .expect("postgres:// is accepted")
+                .backends
+                .database,
+            DatabaseLocation::Postgres {
+                url: "postgres://db".into()
+            }
         );
 
         let input = LoadInput {

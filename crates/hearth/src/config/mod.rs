@@ -127,8 +127,10 @@ pub struct FsConfig {
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `sqlite://<directory>`: one SQLite file per instance in that directory
-    /// (`sqlite:///var/lib/hearth/db`; `sqlite://db` is relative). `postgres://` is
-    /// reserved for the scale-out backend.
+    /// (`sqlite:///var/lib/hearth/db`; `sqlite://db` is relative). Or
+    /// `postgres://user@host:port/database`: PostgreSQL, shared by several nodes (one
+    /// schema per instance under the `hearth` schema; no TLS). `max_open`,
+    /// `idle_timeout` and `synchronous` apply to SQLite only.
     pub url: String,
     /// How many instance databases may be open at once; idle ones are closed first.
     pub max_open: usize,
@@ -347,6 +349,8 @@ pub struct Backends {
 pub enum DatabaseLocation {
     /// One SQLite file per instance in this directory.
     Sqlite { dir: PathBuf },
+    /// A PostgreSQL database (the URL as configured).
+    Postgres { url: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -365,11 +369,16 @@ pub fn parse_database_url(url: &str) -> Result<DatabaseLocation, String> {
             dir: PathBuf::from(path),
         }),
         Some(("postgres" | "postgresql", _)) => {
-            Err("postgres:// is not supported yet (coming with the scale-out work)".into())
+            hearth_store_postgres::check_url(url)?;
+            Ok(DatabaseLocation::Postgres {
+                url: url.to_owned(),
+            })
         }
-        Some((scheme, _)) => Err(format!("unknown scheme {scheme}:// (expected sqlite://)")),
+        Some((scheme, _)) => Err(format!(
+            "unknown scheme {scheme}:// (expected sqlite:// or postgres://)"
+        )),
         None => Err(format!(
-            "{url:?} is not a URL (expected sqlite://<directory>)"
+            "{url:?} is not a URL (expected sqlite://<directory> or postgres://…)"
         )),
     }
 }
@@ -567,11 +576,19 @@ mod tests {
         );
         assert_eq!(
             parse_database_url("postgres://db/hearth"),
-            Err("postgres:// is not supported yet (coming with the scale-out work)".into())
+            Ok(DatabaseLocation::Postgres {
+                url: "postgres://db/hearth".into()
+            })
+        );
+        assert!(parse_database_url("postgresql://u@db:5432/hearth").is_ok());
+        assert!(
+            parse_database_url("postgres://db:port/hearth")
+                .unwrap_err()
+                .starts_with("invalid PostgreSQL URL")
         );
         assert_eq!(
             parse_database_url("couchdb://x"),
-            Err("unknown scheme couchdb:// (expected sqlite://)".into())
+            Err("unknown scheme couchdb:// (expected sqlite:// or postgres://)".into())
         );
         assert!(parse_database_url("sqlite://").is_err());
         assert!(parse_database_url("/var/db").is_err());

@@ -68,14 +68,14 @@ fn bad_values_exit_2_naming_their_source() {
 
     let other = tempfile::tempdir().expect("tempdir");
     let out = hearth(other.path())
-        .env("HEARTH_DATABASE_URL", "postgres://db/hearth")
+        .env("HEARTH_DATABASE_URL", "mysql://db/hearth")
         .arg("serve")
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         stderr(&out),
-        "Error: HEARTH_DATABASE_URL: database.url: postgres:// is not supported yet (coming with the scale-out work)\n"
+        "Error: HEARTH_DATABASE_URL: database.url: unknown scheme mysql:// (expected sqlite:// or postgres://)\n"
     );
 
     let out = hearth(other.path())

@@ -1,0 +1,270 @@
+//! Import into an instance (spec move 2.3, 2.4, 3.11): `POST /move/imports/precheck`,
+//! `POST /move/imports`, the waiting page `GET /move/importing` and its websocket
+//! `GET /move/importing/realtime`. These routes are served while the instance is
+//! blocked for the import. The work is the `import` job of `hearth-move`.
+
+use std::time::Duration;
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::{
+        State,
+        ws::{Message, WebSocket, WebSocketUpgrade},
+    },
+    http::{HeaderMap, StatusCode, header},
+    response::{Html, IntoResponse, Response},
+    routing::{get, post},
+};
+use hearth_jobs::JobRequest;
+use hearth_move::{ImportError, ImportOptions, client::Reach, manifest_url_of};
+use serde_json::{Value, json};
+
+use crate::{
+    AppState, Inst, Perm,
+    error::{ApiError, ErrorSource},
+    instance::scheme_for,
+    pages,
+};
+
+const IMPORTS: &str = "io.cozy.imports";
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/move/imports/precheck", post(precheck))
+        .route("/move/imports", post(import))
+        .route("/move/importing", get(waiting_page))
+        .route("/move/importing/realtime", get(waiting_socket))
+}
+
+impl From<ImportError> for ApiError {
+    fn from(e: ImportError) -> Self {
+        match e {
+            ImportError::Precondition(m) => ApiError::new(StatusCode::PRECONDITION_FAILED, m)
+                .with_source(ErrorSource::Parameter("url".into())),
+            e @ ImportError::TooBig { .. } => ApiError::payload_too_large(e.to_string()),
+            ImportError::Archive(m) => ApiError::bad_request(m),
+            ImportError::Move(m) => m.into(),
+        }
+    }
+}
+
+/// `data.attributes` of a body (or the body itself).
+fn attributes(raw: &[u8]) -> Result<Value, ApiError> {
+    let body: Value = serde_json::from_slice(raw)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    Ok(body.pointer("/data/attributes").cloned().unwrap_or(body))
+}
+
+fn check_perm(perm: &Perm) -> Result<(), ApiError> {
+    if perm.set.allows_whole_type("POST", IMPORTS) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "the token cannot POST {IMPORTS} documents"
+        )))
+    }
+}
+
+fn url_of(attrs: &Value) -> Result<&str, ApiError> {
+    attrs
+        .get("url")
+        .and_then(Value::as_str)
+        .filter(|u| !u.trim().is_empty())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "the export link is missing",
+            )
+            .with_source(ErrorSource::Parameter("url".into()))
+        })
+}
+
+/// `POST /move/imports/precheck` → 204, 412 (link), 413 (quota).
+async fn precheck(
+    State(state): State<AppState>,
+    Inst(i): Inst,
+    perm: Perm,
+    raw: Bytes,
+) -> Result<Response, ApiError> {
+    check_perm(&perm)?;
+    let attrs = attributes(&raw)?;
+    state
+        .imports
+        .precheck(&i, url_of(&attrs)?, Reach::Public)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /move/imports` → 303 to the waiting page. The `importing` flag is set
+/// before the job is queued, so the waiting page never bounces.
+async fn import(
+    State(state): State<AppState>,
+    Inst(i): Inst,
+    perm: Perm,
+    raw: Bytes,
+) -> Result<Response, ApiError> {
+    check_perm(&perm)?;
+    let attrs = attributes(&raw)?;
+    let manifest_url = manifest_url_of(url_of(&attrs)?).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "this is not an export link",
+        )
+        .with_source(ErrorSource::Parameter("url".into()))
+    })?;
+    let opts = ImportOptions {
+        manifest_url,
+        vault: attrs.get("vault").and_then(Value::as_bool).unwrap_or(false),
+        move_from: attrs.get("move_from").cloned().filter(|v| !v.is_null()),
+        admin_req: false,
+    };
+    let message = serde_json::to_value(&opts)
+        .map_err(|e| ApiError::internal(&std::io::Error::other(e.to_string())))?;
+    hearth_move::set_settings_flag(&state.imports, &i, "importing", Some(Value::Bool(true)))
+        .await?;
+    let pushed = state
+        .jobs
+        .push(
+            &i,
+            JobRequest {
+                worker: "import".into(),
+                message,
+                ..Default::default()
+            },
+        )
+        .await;
+    if let Err(e) = pushed {
+        let _ = hearth_move::set_settings_flag(&state.imports, &i, "importing", None).await;
+        return Err(e.into());
+    }
+    let location = format!("{}://{}/move/importing", scheme_for(&i.domain), i.domain);
+    Ok((StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response())
+}
+
+/// Whether an import is under way: the flag, or the instance blocked for it.
+async fn importing(state: &AppState, i: &hearth_instances::Instance) -> bool {
+    if matches!(i.blocking_reason.as_deref(), Some("IMPORTING" | "MOVING")) && i.blocked {
+        return true;
+    }
+    let settings = hearth_core::Doctype::new("io.cozy.settings");
+    match settings {
+        Ok(dt) => state
+            .store
+            .get(
+                &i.instance_id(),
+                &dt,
+                "io.cozy.settings.instance",
+                hearth_store::GetOptions::default(),
+            )
+            .await
+            .ok()
+            .and_then(|d| d.get("importing").and_then(Value::as_bool))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// `GET /move/importing`: the page a person waits on; its script follows the
+/// websocket and goes to the login page at the end.
+async fn waiting_page(Inst(i): Inst, headers: HeaderMap) -> Response {
+    let locale = match i.locale.as_str() {
+        "fr" => "fr",
+        _ => pages::locale_from(&headers),
+    };
+    let fr = locale == "fr";
+    let moving = i.blocking_reason.as_deref() == Some("MOVING");
+    let title = match (moving, fr) {
+        (true, true) => "Déménagement en cours",
+        (true, false) => "Moving in progress",
+        (false, true) => "Import en cours",
+        (false, false) => "Import in progress",
+    };
+    let body = if fr {
+        "Vos données arrivent. Vous pouvez fermer cette page : un e-mail vous préviendra à la fin."
+    } else {
+        "Your data is on its way. You can close this page: you will get an email when it is done."
+    };
+    let html = format!(
+        "<!DOCTYPE html>\n<html lang=\"{locale}\">\n<head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width\"><title>{title}</title></head>\n\
+         <body>\n<main>\n<h1>{title}</h1>\n<p>{body}</p>\n<p><strong>{domain}</strong></p>\n</main>\n\
+         <script>\n(function () {{\n  var proto = location.protocol === 'https:' ? 'wss:' : 'ws:';\n  \
+         var ws = new WebSocket(proto + '//' + location.host + '/move/importing/realtime', 'io.cozy.websocket');\n  \
+         ws.onmessage = function (e) {{ try {{ var m = JSON.parse(e.data); if (m.redirect) location.href = m.redirect; }} catch (_) {{}} }};\n}})();\n\
+         </script>\n</body>\n</html>\n",
+        domain = pages_escape(&i.domain),
+    );
+    let mut resp = Html(html).into_response();
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    resp
+}
+
+fn pages_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// `GET /move/importing/realtime`: one message `{"redirect": <login URL>}` when the
+/// import job ends (at once when no import is under way).
+async fn waiting_socket(
+    State(state): State<AppState>,
+    Inst(i): Inst,
+    ws: WebSocketUpgrade,
+) -> Response {
+    ws.protocols(["io.cozy.websocket"])
+        .on_upgrade(move |socket| follow_import(state, i, socket))
+}
+
+async fn follow_import(
+    state: AppState,
+    i: std::sync::Arc<hearth_instances::Instance>,
+    mut socket: WebSocket,
+) {
+    let redirect = json!({
+        "redirect": format!("{}://{}/auth/login", scheme_for(&i.domain), i.domain)
+    })
+    .to_string();
+    let mut events = state.events.subscribe(&i.instance_id());
+    // Events wake the loop; a check every 2 s covers a missed one, and a ping every
+    // 54 s keeps proxies from closing the connection.
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    let mut ticks: u32 = 0;
+    loop {
+        // Checked on every wake-up: the end of the job and the unblock are writes.
+        let current = state.instances.get_str(&i.domain).await;
+        let busy = match &current {
+            Ok(inst) => importing(&state, inst).await,
+            Err(_) => false,
+        };
+        if !busy {
+            let _ = socket.send(Message::Text(redirect.clone().into())).await;
+            let _ = socket.send(Message::Close(None)).await;
+            return;
+        }
+        tokio::select! {
+            ev = events.recv() => {
+                if matches!(ev, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                    return;
+                }
+            }
+            _ = tick.tick() => {
+                ticks += 1;
+                if ticks.is_multiple_of(27) && socket.send(Message::Ping(Bytes::new())).await.is_err() {
+                    return;
+                }
+            }
+            msg = socket.recv() => {
+                match msg {
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                    _ => {}
+                }
+            }
+        }
+    }
+}
