@@ -778,7 +778,15 @@ fn import(
         }
     }
     let _ = writeln!(io.err, "Importing into {domain}…");
-    let record = client.import(domain, url).map_err(Failure::new)?;
+    let spinner = progress_bar(&format!("importing into {domain}"));
+    if let Some(s) = &spinner {
+        s.enable_steady_tick(std::time::Duration::from_millis(200));
+    }
+    let record = client.import(domain, url);
+    if let Some(s) = spinner {
+        s.finish_and_clear();
+    }
+    let record = record.map_err(Failure::new)?;
     let state = record.get("state").and_then(|s| s.as_str()).unwrap_or("");
     if state != "done" {
         let error = record
@@ -817,7 +825,8 @@ fn import(
 
 /// `instances export`: without a directory, the export job is queued and the owner
 /// gets the mail; with one, the job runs as an admin request (no mail), then every
-/// part is downloaded there, each with a progress line on stderr.
+/// part is downloaded there, each with a progress bar on a terminal and a line on
+/// stderr when it is written.
 fn export(
     client: &AdminClient,
     io: &mut Io<'_>,
@@ -865,25 +874,26 @@ fn export(
         let file = std::fs::File::create(&path)
             .map_err(|e| Failure::new(format!("cannot create {}: {e}", path.display())))?;
         let mut out = std::io::BufWriter::new(file);
-        let err = &mut *io.err;
-        let mut last = 0u64;
+        // A bar on a terminal (parts are streamed: their size is not known ahead);
+        // elsewhere, the line below when the part is written.
+        let bar = progress_bar(&format!("{name} ({}/{count})", n + 1));
         let mut progress = |bytes: u64| {
-            // A line per MiB at most.
-            if bytes - last >= 1 << 20 {
-                last = bytes;
-                let _ = write!(err, "\r{name}: {:.1} MiB", bytes as f64 / 1_048_576.0);
-                let _ = err.flush();
+            if let Some(b) = &bar {
+                b.set_position(bytes);
             }
         };
         let total = client
             .download_export_part(domain, id, cursor, &mut out, &mut progress)
             .map_err(Failure::new)?;
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
         out.flush()
             .and_then(|()| out.get_ref().sync_all())
             .map_err(|e| Failure::new(format!("cannot write {}: {e}", path.display())))?;
         let _ = writeln!(
             io.err,
-            "\r{name}: {:.1} MiB, done ({}/{count})",
+            "{name}: {:.1} MiB, done ({}/{count})",
             total as f64 / 1_048_576.0,
             n + 1
         );
@@ -895,6 +905,22 @@ fn export(
             dir.display()
         ),
     )
+}
+
+/// A progress bar on stderr when it is a terminal (bytes and rate), else `None`.
+fn progress_bar(message: &str) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} {msg}: {bytes} ({bytes_per_sec}, {elapsed})",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_message(message.to_owned());
+    Some(bar)
 }
 
 fn print(io: &mut Io<'_>, text: &str) -> Result<(), Failure> {

@@ -24,6 +24,7 @@ pub mod duration;
 pub mod model;
 mod runner;
 mod scheduler;
+pub mod services;
 pub mod workers;
 
 use std::collections::BTreeMap;

@@ -495,7 +495,8 @@ impl Imports {
         }
         for slug in BASE_APPS {
             match self.apps.install(inst, AppKind::Webapp, slug, None).await {
-                Ok(_) | Err(AppsError::AlreadyInstalled) => {}
+                Ok(app) => self.schedule_services(inst, &app).await,
+                Err(AppsError::AlreadyInstalled) => {}
                 Err(e) => {
                     tracing::warn!(domain = %inst.domain, slug, error = %e, "reset: cannot install a base app")
                 }
@@ -503,6 +504,23 @@ impl Imports {
         }
         tracing::info!(domain = %inst.domain, "instance reset for an import");
         Ok(())
+    }
+
+    /// A web app installed by the import gets its services' triggers, as an install
+    /// through the API does (spec move 2.7: service triggers are never imported).
+    async fn schedule_services(&self, inst: &Instance, app: &hearth_apps::InstalledApp) {
+        if app.kind != AppKind::Webapp {
+            return;
+        }
+        let Some(jobs) = self.jobs.upgrade() else {
+            return;
+        };
+        let dir = self.apps.app_dir(inst, AppKind::Webapp, &app.slug);
+        if let Err(e) =
+            hearth_jobs::services::sync_service_triggers(&jobs, inst, app, &dir, false).await
+        {
+            tracing::warn!(domain = %inst.domain, slug = %app.slug, error = ?e, "import: the services of an app could not all be scheduled");
+        }
     }
 
     async fn delete_all_but(
@@ -667,7 +685,8 @@ impl Imports {
                 };
                 let slug = id.rsplit('/').next().unwrap_or(id).to_owned();
                 match self.apps.install(inst, kind, &slug, None).await {
-                    Ok(_) | Err(AppsError::AlreadyInstalled) => {}
+                    Ok(app) => self.schedule_services(inst, &app).await,
+                    Err(AppsError::AlreadyInstalled) => {}
                     Err(e) => {
                         tracing::warn!(domain = %inst.domain, slug = %slug, error = %e, "import: cannot install");
                         pending.not_installed.insert(slug);

@@ -188,6 +188,19 @@ async fn fill(e: &Env, n: usize, large: usize) {
                 .unwrap();
         }
     }
+    st.vfs
+        .upload(
+            &inst,
+            "",
+            NewFile {
+                name: "photo.png".into(),
+                content_type: Some("image/png".into()),
+                ..Default::default()
+            },
+            stream(support::png(64, 48)),
+        )
+        .await
+        .unwrap();
     let big: Vec<u8> = (0..large).map(|i| (i % 251) as u8).collect();
     st.vfs
         .upload(
@@ -338,8 +351,8 @@ async fn round_trip_between_two_instances() {
     assert_eq!(record["state"], "done", "{record}");
     let report = &record["report"];
     let files = &report["doctypes"]["io.cozy.files"];
-    // 1,001 files and 8 directories (the root and the trash are not imported).
-    assert_eq!(files["imported_docs"], json!(1001 + 8), "{report}");
+    // 1,002 files and 8 directories (the root and the trash are not imported).
+    assert_eq!(files["imported_docs"], json!(1002 + 8), "{report}");
     assert_eq!(files["skipped"], json!(2), "{report}");
     assert_eq!(
         report["doctypes"]["io.cozy.files.versions"]["imported_docs"],
@@ -432,6 +445,27 @@ async fn round_trip_between_two_instances() {
             .await
             .contains_key("io.cozy.apps/demo")
     );
+    // Its service is scheduled again, from its manifest.
+    assert!(
+        tb.values()
+            .any(|t| t["worker"] == "service" && t["message"]["slug"] == "demo"),
+        "{tb:?}"
+    );
+    // Thumbnails are not in archives: they are made again for the imported images.
+    let photo = fb.values().find(|d| d["name"] == "photo.png").unwrap()["_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let binst = e.state.instances.get_str(B).await.unwrap();
+    support::eventually(30, "thumbnails of the imported image", || async {
+        e.state
+            .vfs
+            .has_thumbnails(&binst, &photo)
+            .await
+            .unwrap()
+            .then_some(())
+    })
+    .await;
     // Unblocked, and its owner got the mail.
     let b = e.state.instances.get_str(B).await.unwrap();
     assert!(!b.blocked, "{:?}", b.blocking_reason);
