@@ -80,7 +80,22 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
             .into());
     }
 
-    let FsLocation::Local { dir: files_dir } = &loaded.backends.fs;
+    // With S3, the content goes to the bucket; `<data_dir>/files` only keeps the
+    // instances' (empty) local directories.
+    let local_files;
+    let (files_dir, s3_blobs) = match &loaded.backends.fs {
+        FsLocation::Local { dir } => (dir, None),
+        FsLocation::S3(s3) => {
+            let blobs = s3_blob_store(s3, &config.fs)
+                .map_err(|e| loaded.error_at("fs.url", e.to_string()))?;
+            blobs
+                .check()
+                .await
+                .context("cannot reach the S3 bucket of fs.url")?;
+            local_files = config.data_dir.join("files");
+            (&local_files, Some(blobs))
+        }
+    };
     std::fs::create_dir_all(files_dir)
         .with_context(|| format!("cannot create the files directory {}", files_dir.display()))?;
     let store: Arc<dyn hearth_store::DocStore> = match &loaded.backends.database {
@@ -120,7 +135,12 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     let body_limit = usize::try_from(config.limits.body_bytes).unwrap_or(usize::MAX);
     let mailer = hearth_mail::Mailer::new(mail_config(&config.mail), &config.mail.outbox_dir)
         .map_err(|e| loaded.error_at("mail", e.to_string()))?;
-    let state = AppState::new(store, Arc::new(instances))
+    let mut state = AppState::new(store, Arc::new(instances));
+    if let Some(blobs) = s3_blobs {
+        let vfs = hearth_vfs::Vfs::new(state.store.clone(), Arc::new(blobs));
+        state = state.with_vfs(Arc::new(vfs));
+    }
+    let state = state
         .with_body_limit(body_limit)
         .with_admin_auth(admin_auth(config))
         .with_login_failures_per_hour(config.auth.login_failures_per_hour)
@@ -339,4 +359,20 @@ async fn bind(addrs: Vec<SocketAddr>) -> std::io::Result<Vec<TcpListener>> {
         (true, Some(e)) => Err(e),
         _ => Ok(listeners),
     }
+}
+
+/// The blob store of an `s3://` `fs.url`, with the credentials of `fs.*` (or, when
+/// they are absent, those of the environment).
+fn s3_blob_store(
+    s3: &crate::config::S3Location,
+    fs: &crate::config::FsConfig,
+) -> std::io::Result<hearth_blob_s3::S3BlobStore> {
+    let mut c = hearth_blob_s3::S3Config::new(s3.bucket.clone());
+    c.prefix = s3.prefix.clone();
+    c.endpoint = s3.endpoint.clone();
+    c.region = s3.region.clone();
+    c.virtual_host_style = s3.virtual_host_style;
+    c.access_key_id = fs.s3_access_key_id.clone();
+    c.secret_access_key = fs.s3_secret_access_key.clone();
+    hearth_blob_s3::S3BlobStore::new(c)
 }

@@ -18,6 +18,8 @@
 //! websocket like any other document event.
 
 pub mod broker;
+#[cfg(any(test, feature = "testkit"))]
+pub mod broker_tests;
 mod cleanup;
 pub mod cron;
 pub mod duration;

@@ -153,15 +153,7 @@ impl EventHub {
     /// observers interested in it.
     pub fn publish(&self, event: Event) {
         let event = Arc::new(event);
-        {
-            let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(tx) = channels.get(&event.instance)
-                && tx.send(event.clone()).is_err()
-            {
-                // Nobody left: forget the channel.
-                channels.remove(&event.instance);
-            }
-        }
+        self.send(&event);
         let observers = self
             .observers
             .read()
@@ -170,6 +162,22 @@ impl EventHub {
             if observer.interest(&event.instance, &event.doctype) != Interest::None {
                 observer.observe(&event);
             }
+        }
+    }
+
+    /// Sends an event that happened on another node to this node's subscribers only:
+    /// observers (job triggers, the cross-node fan-out) saw it on that node.
+    pub fn publish_remote(&self, event: Event) {
+        self.send(&Arc::new(event));
+    }
+
+    fn send(&self, event: &Arc<Event>) {
+        let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(tx) = channels.get(&event.instance)
+            && tx.send(event.clone()).is_err()
+        {
+            // Nobody left: forget the channel.
+            channels.remove(&event.instance);
         }
     }
 }

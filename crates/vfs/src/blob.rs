@@ -42,7 +42,8 @@ pub trait TempBlob: Send {
 /// One entry found in storage (for `fsck`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobEntry {
-    /// The absolute path in the instance's tree (local disk).
+    /// The absolute path in the instance's tree (local disk), or the file id in a
+    /// store keyed by id (see [`BlobStore::keyed_by_id`]).
     pub path: String,
     pub is_dir: bool,
     pub size: u64,
@@ -145,6 +146,13 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Temporary blobs left for an instance (uploads in progress or abandoned).
     async fn temp_count(&self, domain: &str) -> io::Result<usize>;
+
+    /// Whether content is keyed by file id (object stores) rather than by path: then
+    /// [`BlobStore::list`] names each file by its id and has no directories, and
+    /// `fsck` matches content to documents by id.
+    fn keyed_by_id(&self) -> bool {
+        false
+    }
 
     /// Stores (or replaces) one thumbnail of a file, atomically: a reader sees the old
     /// one, the new one or none, never a part. `format` is one of
@@ -342,8 +350,12 @@ impl BlobStore for LocalBlobStore {
         let temp = self.temp_path(at.domain, &sealed.token)?;
         let dest = self.path_of(at.domain, at.path)?;
         // A hard link never replaces an existing file (a rename would): something put
-        // there behind Hearth's back is kept, and the upload refused.
-        tokio::fs::hard_link(&temp, &dest).await?;
+        // there behind Hearth's back is kept, and the upload refused (its temporary
+        // blob removed: the caller handed it over).
+        if let Err(e) = tokio::fs::hard_link(&temp, &dest).await {
+            let _ = tokio::fs::remove_file(&temp).await;
+            return Err(e);
+        }
         tokio::fs::remove_file(&temp).await?;
         sync_parent(&dest).await
     }
@@ -479,7 +491,10 @@ impl BlobStore for LocalBlobStore {
         if let Some(dir) = dest.parent() {
             tokio::fs::create_dir_all(dir).await?;
         }
-        tokio::fs::hard_link(&temp, &dest).await?;
+        if let Err(e) = tokio::fs::hard_link(&temp, &dest).await {
+            let _ = tokio::fs::remove_file(&temp).await;
+            return Err(e);
+        }
         tokio::fs::remove_file(&temp).await?;
         sync_parent(&dest).await
     }

@@ -37,7 +37,8 @@ pub enum Problem {
     TypeMismatch { id: String, path: String },
     /// A document whose parent directory does not exist.
     OrphanDocument { id: String, dir_id: String },
-    /// A file in storage that no document describes.
+    /// A file in storage that no document describes (on a store keyed by id, `path`
+    /// is the id its content is stored under).
     OrphanFile { path: String, size: u64 },
     /// A directory in storage that no document describes (what is inside it is not
     /// listed again).
@@ -135,8 +136,10 @@ impl Vfs {
             entries.iter().map(|e| (e.path.as_str(), e)).collect();
         let mut known: HashSet<String> = HashSet::new();
         let mut problems = Vec::new();
+        // An object store has no directories and names content by file id.
+        let by_id = self.blobs.keyed_by_id();
         for d in &docs {
-            if d.id == ROOT_DIR_ID {
+            if d.id == ROOT_DIR_ID || (by_id && d.is_dir()) {
                 continue;
             }
             if d.is_dir() {
@@ -163,9 +166,10 @@ impl Vfs {
             };
             let mut file = d.clone();
             file.path = name::join(parent, d.name());
-            known.insert(file.path.clone());
+            let key = if by_id { &file.id } else { &file.path };
+            known.insert(key.clone());
             if let Some(p) = self
-                .check_file(inst, &file, on_disk.get(file.path.as_str()))
+                .check_file(inst, &file, on_disk.get(key.as_str()))
                 .await?
             {
                 problems.push(p);

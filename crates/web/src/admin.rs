@@ -468,6 +468,13 @@ async fn destroy_instance(
         tracing::warn!(domain = %domain, error = %e, "cannot drop the jobs of a destroyed instance");
     }
     state.instances.destroy(&domain).await?;
+    // Stores keyed by file id keep the content elsewhere than the instance's
+    // directory (which `destroy` removed).
+    if state.vfs.blobs().keyed_by_id()
+        && let Err(e) = state.vfs.blobs().clear(&domain).await
+    {
+        tracing::error!(domain = %domain, error = %e, "cannot remove the files of a destroyed instance");
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

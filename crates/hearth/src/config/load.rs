@@ -853,6 +853,14 @@ fn validate(
     let database = parse_database_url(&config.database.url).map_err(|m| err("database.url", m))?;
     let (fs_url, fs) = parse_fs_url(&config.fs.url).map_err(|m| err("fs.url", m))?;
     config.fs.url = fs_url;
+    if config.fs.s3_access_key_id.is_some() != config.fs.s3_secret_access_key.is_some() {
+        return Err(err(
+            "fs.s3_access_key_id",
+            "s3_access_key_id and s3_secret_access_key go together: set both, or neither \
+             (then AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are read)"
+                .into(),
+        ));
+    }
     if !(4..=20).contains(&config.auth.scrypt_log_n) {
         return Err(err(
             "auth.scrypt_log_n",
@@ -1202,12 +1210,12 @@ mod tests {
         );
 
         let input = LoadInput {
-            env: env(&[("HEARTH_FS_URL", "s3://bucket")]),
+            env: env(&[("HEARTH_FS_URL", "swift://container")]),
             ..LoadInput::default()
         };
         assert_eq!(
             load_err(&input),
-            "HEARTH_FS_URL: fs.url: s3:// storage is not compiled in yet (only file:// is)"
+            "HEARTH_FS_URL: fs.url: swift:// storage is not compiled in yet (file:// and s3:// are)"
         );
 
         let input = LoadInput {

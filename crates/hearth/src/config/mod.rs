@@ -117,9 +117,19 @@ pub struct AdminConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FsConfig {
-    /// `file://<directory>` (an absolute path alone also works). `s3://` and
-    /// `swift://` are reserved for the object-store backends.
+    /// `file://<directory>` (an absolute path alone also works), or
+    /// `s3://<bucket>[/<prefix>]?endpoint=<url>&region=<region>` for an S3 bucket
+    /// (`endpoint` defaults to AWS's for the region, `region` to `us-east-1`;
+    /// `virtual_host=true` for `bucket.host` URLs). `swift://` is reserved.
     pub url: String,
+    /// The access key id of `s3://` storage. When both S3 keys are absent, the usual
+    /// AWS sources are read: `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`, then the
+    /// AWS profile files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_access_key_id: Option<String>,
+    /// The secret access key of `s3://` storage (see `s3_access_key_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_secret_access_key: Option<String>,
 }
 
 /// `database.*`: the document store.
@@ -283,6 +293,8 @@ impl Config {
             },
             fs: FsConfig {
                 url: format!("file://{}", base.join("files").display()),
+                s3_access_key_id: None,
+                s3_secret_access_key: None,
             },
             database: DatabaseConfig {
                 url: format!("sqlite://{}", base.join("db").display()),
@@ -357,6 +369,75 @@ pub enum DatabaseLocation {
 pub enum FsLocation {
     /// Files under this directory on the local disk.
     Local { dir: PathBuf },
+    /// Files in an S3 bucket, keyed by file id.
+    S3(S3Location),
+}
+
+/// An S3 bucket named by `fs.url` (credentials are separate keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Location {
+    pub bucket: String,
+    /// Below the bucket's root, without slashes around it (`""` for none).
+    pub prefix: String,
+    /// The server's URL; AWS's endpoint of the region when absent.
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub virtual_host_style: bool,
+}
+
+/// Parses the part of an `s3://` URL after the scheme: `<bucket>[/<prefix>][?query]`.
+fn parse_s3_url(rest: &str) -> Result<S3Location, String> {
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
+    let valid_bucket = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && !bucket.starts_with(['.', '-'])
+        && !bucket.ends_with(['.', '-']);
+    if !valid_bucket {
+        return Err(format!(
+            "{bucket:?} is not an S3 bucket name (3 to 63 lowercase letters, digits, dots \
+             and hyphens), as in s3://my-bucket?endpoint=https://s3.example.net"
+        ));
+    }
+    let prefix = prefix.trim_matches('/');
+    if prefix.split('/').any(|p| p == "." || p == "..") {
+        return Err(format!("the prefix {prefix:?} has a . or .. part"));
+    }
+    let mut loc = S3Location {
+        bucket: bucket.to_owned(),
+        prefix: prefix.to_owned(),
+        endpoint: None,
+        region: "us-east-1".into(),
+        virtual_host_style: false,
+    };
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+        .map_err(|e| format!("cannot read the query of the s3:// URL: {e}"))?;
+    for (k, v) in pairs {
+        match k.as_str() {
+            "endpoint" => {
+                if !(v.starts_with("http://") || v.starts_with("https://")) {
+                    return Err(format!("endpoint={v:?} is not an http:// or https:// URL"));
+                }
+                loc.endpoint = Some(v);
+            }
+            "region" if !v.is_empty() => loc.region = v,
+            "virtual_host" => {
+                loc.virtual_host_style = match v.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(format!("virtual_host={v:?} is neither true nor false")),
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "unknown s3:// parameter {k:?} (expected endpoint, region or virtual_host)"
+                ));
+            }
+        }
+    }
+    Ok(loc)
 }
 
 /// Parses `database.url`.
@@ -407,9 +488,10 @@ pub fn parse_fs_url(url: &str) -> Result<(String, FsLocation), String> {
                 },
             },
         )),
-        Some((scheme @ ("s3" | "swift"), _)) => Err(format!(
-            "{scheme}:// storage is not compiled in yet (only file:// is)"
-        )),
+        Some(("s3", rest)) => Ok((url.to_owned(), FsLocation::S3(parse_s3_url(rest)?))),
+        Some(("swift", _)) => {
+            Err("swift:// storage is not compiled in yet (file:// and s3:// are)".into())
+        }
         Some((scheme, _)) => Err(format!(
             "unknown scheme {scheme}:// (expected file://, s3:// or swift://)"
         )),
@@ -616,8 +698,41 @@ mod tests {
         );
         assert_eq!(
             parse_fs_url("s3://bucket"),
-            Err("s3:// storage is not compiled in yet (only file:// is)".into())
+            Ok((
+                "s3://bucket".into(),
+                FsLocation::S3(S3Location {
+                    bucket: "bucket".into(),
+                    prefix: String::new(),
+                    endpoint: None,
+                    region: "us-east-1".into(),
+                    virtual_host_style: false,
+                })
+            ))
         );
+        assert_eq!(
+            parse_fs_url(
+                "s3://files.example/node/a/?endpoint=http://127.0.0.1:9000&region=eu-west-3&virtual_host=true"
+            )
+            .map(|(_, l)| l),
+            Ok(FsLocation::S3(S3Location {
+                bucket: "files.example".into(),
+                prefix: "node/a".into(),
+                endpoint: Some("http://127.0.0.1:9000".into()),
+                region: "eu-west-3".into(),
+                virtual_host_style: true,
+            }))
+        );
+        for bad in [
+            "s3://",
+            "s3://B",
+            "s3://-bucket",
+            "s3://bucket/../x",
+            "s3://bucket?endpoint=ftp://x",
+            "s3://bucket?virtual_host=maybe",
+            "s3://bucket?access_key=x",
+        ] {
+            assert!(parse_fs_url(bad).is_err(), "{bad}");
+        }
         assert_eq!(
             parse_fs_url("file://localhost/srv/files").map(|(_, dir)| dir),
             Ok(FsLocation::Local {
