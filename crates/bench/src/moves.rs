@@ -129,6 +129,7 @@ pub(crate) fn run(total_mib: u64, files: usize) -> anyhow::Result<()> {
     let parts_dir = root.join("parts");
     std::fs::create_dir_all(&parts_dir)?;
     reset_peak();
+    let export_base = vm("VmRSS:");
     let start = Instant::now();
     let (mac, cursors) = rt.block_on(async {
         let job = state
@@ -206,6 +207,7 @@ pub(crate) fn run(total_mib: u64, files: usize) -> anyhow::Result<()> {
     let manifest = format!("http://{src}:{port}/move/exports/{mac}");
     let dst_inst = rt.block_on(instances.get_str(dst))?;
     reset_peak();
+    let import_base = vm("VmRSS:");
     let start = Instant::now();
     rt.block_on(async {
         let job = state
@@ -264,7 +266,9 @@ pub(crate) fn run(total_mib: u64, files: usize) -> anyhow::Result<()> {
         },
     ];
     print_table("Export and import", "zip tools", &rows);
-    println!("\npeak RSS: export {export_peak:.0} MiB, import {import_peak:.0} MiB");
+    println!(
+        "\npeak RSS of the process: export {export_peak:.0} MiB (from {export_base:.0} MiB), import {import_peak:.0} MiB (from {import_base:.0} MiB)"
+    );
     Ok(())
 }
 

@@ -668,26 +668,42 @@ async fn import_files_and_versions(e: Env) {
         "size": content.len(), "md5sum": md5_b64(content), "mime": "text/plain",
         "class": "text",
     }));
-    let f = e
-        .vfs
-        .import_file(&e.inst, doc.clone(), body(content))
+    let mut batch = hearth_vfs::ImportBatch::default();
+    e.vfs
+        .import_file(&e.inst, doc.clone(), body(content), &mut batch)
         .await
         .unwrap();
-    assert_eq!(f.path, "/Imported/f.txt");
-    assert_eq!(e.content("file1").await, content);
-    // The same id again: refused, the content unchanged.
+    // The content is in place; the document waits for the batch to be written.
+    assert_eq!(batch.len(), 1);
+    // The same id again, before the flush: refused, the content unchanged.
     let mut again = doc.clone();
     again.insert("name".into(), json!("other.txt"));
     let err = e
         .vfs
-        .import_file(&e.inst, again, body(content))
+        .import_file(&e.inst, again.clone(), body(content), &mut batch)
         .await
         .unwrap_err();
-    assert!(
-        matches!(err, VfsError::Exists | VfsError::Store(_)),
-        "{err:?}"
-    );
+    assert!(matches!(err, VfsError::Exists), "{err:?}");
+    assert_eq!(e.vfs.flush_import(&e.inst, &mut batch).await.unwrap(), 1);
+    let f = e.vfs.get(&e.inst, "file1").await.unwrap();
+    assert_eq!(f.path, "/Imported/f.txt");
     assert_eq!(e.content("file1").await, content);
+    // And after it: refused, by the store keyed by id at once, by the local disk
+    // (keyed by path) when the batch is written.
+    match e
+        .vfs
+        .import_file(&e.inst, again, body(content), &mut batch)
+        .await
+    {
+        Err(VfsError::Exists) => {}
+        Err(other) => panic!("{other:?}"),
+        Ok(()) => {
+            let err = e.vfs.flush_import(&e.inst, &mut batch).await.unwrap_err();
+            assert!(matches!(err, VfsError::BadRequest(_)), "{err:?}");
+        }
+    }
+    assert_eq!(e.content("file1").await, content);
+    e.vfs.sync_imported(&e.inst).await.unwrap();
     // Content that does not match the document: refused.
     let err = e
         .vfs
@@ -698,6 +714,7 @@ async fn import_files_and_versions(e: Env) {
                 "size": 3, "md5sum": md5_b64(b"abc"),
             })),
             body(b"xyz"),
+            &mut batch,
         )
         .await
         .unwrap_err();
@@ -724,11 +741,8 @@ async fn import_files_and_versions(e: Env) {
         (usage.files, usage.versions),
         (before.size() + content.len() as u64, old.len() as u64)
     );
-    if e.kind == Kind::S3 {
-        // The refused version's temporary object is gone too (the local store keeps
-        // the temporary file of a refused `commit_version` in `.cozy_uploads`).
-        assert_eq!(e.temps().await, 0);
-    }
+    // The refused version's temporary blob is gone too.
+    assert_eq!(e.temps().await, 0);
 }
 
 async fn clear_removes_everything(e: Env) {

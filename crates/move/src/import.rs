@@ -566,6 +566,7 @@ impl Imports {
     ) -> ImportResult<()> {
         let mut entries = read_entries(part.path.clone())?;
         let mut batch = Batch::default();
+        let mut files = hearth_vfs::ImportBatch::default();
         let result = async {
             while let Some(entry) = entries.next().await {
                 let entry = entry?;
@@ -600,6 +601,7 @@ impl Imports {
                                 c.skipped += 1;
                                 continue;
                             }
+                            self.flush_files(inst, &mut files, report).await?;
                             self.vfs
                                 .import_dir(inst, doc)
                                 .await
@@ -622,14 +624,20 @@ impl Imports {
                         let stream = ContentStream { rx };
                         let what = if doctype == FILES { "file" } else { "version" };
                         if doctype == FILES {
-                            self.vfs.import_file(inst, doc, stream).await.map(|_| ())
+                            self.vfs.import_file(inst, doc, stream, &mut files).await
                         } else {
+                            // A version needs its file's document.
+                            self.flush_files(inst, &mut files, report).await?;
                             self.vfs.import_version(inst, doc, stream).await
                         }
                         .map_err(|e| ImportError::Archive(format!("{what} {id} ({name}): {e}")))?;
                         let c = report.count(&doctype);
-                        c.imported_docs += 1;
                         c.imported_bytes += size;
+                        if doctype == VERSIONS {
+                            c.imported_docs += 1;
+                        } else if files.len() >= hearth_vfs::IMPORT_BATCH {
+                            self.flush_files(inst, &mut files, report).await?;
+                        }
                     }
                     _ => {
                         let c = report.count(&doctype);
@@ -649,12 +657,31 @@ impl Imports {
                     }
                 }
             }
-            self.flush(inst, &mut batch, report).await
+            self.flush(inst, &mut batch, report).await?;
+            self.flush_files(inst, &mut files, report).await?;
+            self.vfs.sync_imported(inst).await?;
+            Ok(())
         }
         .await;
         drop(entries);
         drop(part);
         result
+    }
+
+    /// Writes the documents of the imported files waiting in `files`.
+    async fn flush_files(
+        &self,
+        inst: &Instance,
+        files: &mut hearth_vfs::ImportBatch,
+        report: &mut ImportReport,
+    ) -> ImportResult<()> {
+        let n = self
+            .vfs
+            .flush_import(inst, files)
+            .await
+            .map_err(|e| ImportError::Archive(e.to_string()))?;
+        report.count(FILES).imported_docs += n as u64;
+        Ok(())
     }
 
     /// The doctypes with a rule of their own; `true` when the document is not to be

@@ -37,6 +37,11 @@ pub trait TempBlob: Send {
     async fn write(&mut self, chunk: &[u8]) -> io::Result<()>;
     /// Flushes the content to stable storage.
     async fn seal(self: Box<Self>) -> io::Result<Sealed>;
+    /// Ends the content without waiting for stable storage: for bulk writes (an
+    /// import) that call [`BlobStore::sync`] once at the end.
+    async fn seal_unsynced(self: Box<Self>) -> io::Result<Sealed> {
+        self.seal().await
+    }
 }
 
 /// One entry found in storage (for `fsck`).
@@ -75,6 +80,19 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Makes sealed content the content at `at`; `AlreadyExists` if there is some.
     async fn commit_new(&self, sealed: Sealed, at: BlobRef<'_>) -> io::Result<()>;
+
+    /// [`BlobStore::commit_new`] without waiting for stable storage (see
+    /// [`TempBlob::seal_unsynced`]).
+    async fn commit_new_unsynced(&self, sealed: Sealed, at: BlobRef<'_>) -> io::Result<()> {
+        self.commit_new(sealed, at).await
+    }
+
+    /// Waits until everything written for an instance is on stable storage (after
+    /// unsynced writes). Stores whose writes are durable when acknowledged do nothing.
+    async fn sync(&self, domain: &str) -> io::Result<()> {
+        let _ = domain;
+        Ok(())
+    }
 
     /// Replaces the content at `at` atomically. With `keep_as`, the former content is
     /// kept as that version of the file; answers whether it could be kept.
@@ -292,18 +310,31 @@ impl TempBlob for LocalTemp {
         Ok(())
     }
 
-    async fn seal(mut self: Box<Self>) -> io::Result<Sealed> {
+    async fn seal(self: Box<Self>) -> io::Result<Sealed> {
+        self.finish(true).await
+    }
+
+    async fn seal_unsynced(self: Box<Self>) -> io::Result<Sealed> {
+        self.finish(false).await
+    }
+}
+
+impl LocalTemp {
+    async fn finish(mut self: Box<Self>, durable: bool) -> io::Result<Sealed> {
         let mut file = self
             .file
             .take()
             .ok_or_else(|| io::Error::other("temporary blob already sealed"))?;
-        let synced = async {
+        let done = async {
             file.flush().await?;
-            file.sync_all().await
+            if durable {
+                file.sync_all().await?;
+            }
+            Ok::<(), io::Error>(())
         }
         .await;
         drop(file);
-        if let Err(e) = synced {
+        if let Err(e) = done {
             let _ = tokio::fs::remove_file(&self.path).await;
             return Err(e);
         }
@@ -358,6 +389,26 @@ impl BlobStore for LocalBlobStore {
         }
         tokio::fs::remove_file(&temp).await?;
         sync_parent(&dest).await
+    }
+
+    async fn commit_new_unsynced(&self, sealed: Sealed, at: BlobRef<'_>) -> io::Result<()> {
+        let temp = self.temp_path(at.domain, &sealed.token)?;
+        let dest = self.path_of(at.domain, at.path)?;
+        if let Err(e) = tokio::fs::hard_link(&temp, &dest).await {
+            let _ = tokio::fs::remove_file(&temp).await;
+            return Err(e);
+        }
+        tokio::fs::remove_file(&temp).await
+    }
+
+    async fn sync(&self, domain: &str) -> io::Result<()> {
+        // One syncfs(2) flushes every file and directory written since: far cheaper
+        // than an fsync per file and per directory.
+        let dir = tokio::fs::File::open(self.space(domain)?).await?;
+        let dir = dir.into_std().await;
+        tokio::task::spawn_blocking(move || rustix::fs::syncfs(&dir).map_err(io::Error::from))
+            .await
+            .map_err(io::Error::other)?
     }
 
     async fn commit_replace(

@@ -16,6 +16,29 @@ use serde_json::Value;
 use crate::write::check_new_name;
 use crate::{FileDoc, ROOT_DIR_ID, TRASH_DIR_ID, Vfs, VfsError, VfsResult, files_dt, versions_dt};
 
+/// How many imported files' documents are written per transaction.
+pub const IMPORT_BATCH: usize = 200;
+
+/// Imported files whose content is in place and whose documents wait to be written
+/// together (see [`Vfs::import_file`]).
+#[derive(Debug, Default)]
+pub struct ImportBatch {
+    docs: Vec<(FileDoc, u64)>,
+    names: std::collections::HashSet<(String, String)>,
+    ids: std::collections::HashSet<String>,
+    bytes: u64,
+}
+
+impl ImportBatch {
+    pub fn len(&self) -> usize {
+        self.docs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.docs.is_empty()
+    }
+}
+
 /// Fields of an archived document that the importer sets itself.
 const OWN_FIELDS: [&str; 4] = ["_id", "_rev", "path", "dir_id"];
 
@@ -63,6 +86,14 @@ impl Vfs {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&crate::key_of(inst));
+        Ok(())
+    }
+
+    /// Waits until the imported files are on stable storage: imports write content
+    /// without an fsync per file and call this once per part, before the part counts
+    /// as imported.
+    pub async fn sync_imported(&self, inst: &Instance) -> VfsResult<()> {
+        self.blobs.sync(&inst.domain).await?;
         Ok(())
     }
 
@@ -135,7 +166,18 @@ impl Vfs {
     /// Recreates an archived file with its id and its content, which must have the
     /// size and MD5 the document announces. Certification flags from elsewhere
     /// (`metadata.carbonCopy`, `metadata.electronicSafe`) are dropped.
-    pub async fn import_file<S>(&self, inst: &Instance, doc: JsonMap, body: S) -> VfsResult<FileDoc>
+    ///
+    /// The content is in place when this returns; the document waits in `batch`
+    /// until [`Vfs::flush_import`] writes them in one transaction: the caller flushes
+    /// every [`IMPORT_BATCH`] files and before anything that needs them (versions,
+    /// directories, the end of a part).
+    pub async fn import_file<S>(
+        &self,
+        inst: &Instance,
+        doc: JsonMap,
+        body: S,
+        batch: &mut ImportBatch,
+    ) -> VfsResult<()>
     where
         S: Stream<Item = io::Result<Bytes>> + Send + Unpin,
     {
@@ -148,14 +190,21 @@ impl Vfs {
         let md5 = md5_of(&doc)?;
         let parent = self.import_parent(inst, &doc).await?;
         check_new_name(&parent, &name)?;
-        let received = self.receive(inst, body, Some(size), Some(md5)).await?;
+        let received = self
+            .receive(inst, body, Some(size), Some(md5), false)
+            .await?;
         let guard = self.lock(inst).await;
         let checked = async {
             let parent = self.import_parent(inst, &doc).await?;
-            if self.child_by_name(inst, &parent.id, &name).await?.is_some() {
+            let key = (parent.id.clone(), name.clone());
+            if batch.names.contains(&key)
+                || batch.ids.contains(&id)
+                || self.child_by_name(inst, &parent.id, &name).await?.is_some()
+            {
                 return Err(VfsError::Exists);
             }
-            self.check_room(inst, size).await?;
+            self.check_room(inst, size.saturating_add(batch.bytes))
+                .await?;
             Ok(parent)
         }
         .await;
@@ -181,7 +230,7 @@ impl Vfs {
                 body.insert(k.into(), Value::String(now_rfc3339()));
             }
         }
-        let mut d = FileDoc {
+        let d = FileDoc {
             id,
             rev: String::new(),
             body,
@@ -189,7 +238,7 @@ impl Vfs {
         };
         if let Err(e) = self
             .blobs
-            .commit_new(received.sealed, d.blob(&inst.domain))
+            .commit_new_unsynced(received.sealed, d.blob(&inst.domain))
             .await
         {
             return Err(if e.kind() == io::ErrorKind::AlreadyExists {
@@ -198,22 +247,52 @@ impl Vfs {
                 e.into()
             });
         }
-        match self
+        drop(guard);
+        batch.names.insert((parent.id.clone(), name));
+        batch.ids.insert(d.id.clone());
+        batch.bytes = batch.bytes.saturating_add(size);
+        batch.docs.push((d, size));
+        Ok(())
+    }
+
+    /// Writes the documents of the imported files waiting in `batch` (one
+    /// transaction). On a failure, their content is removed.
+    pub async fn flush_import(&self, inst: &Instance, batch: &mut ImportBatch) -> VfsResult<usize> {
+        if batch.docs.is_empty() {
+            return Ok(0);
+        }
+        let pending = std::mem::take(&mut batch.docs);
+        batch.names.clear();
+        batch.ids.clear();
+        batch.bytes = 0;
+        let _guard = self.lock(inst).await;
+        let docs = pending.iter().map(|(d, _)| d.to_stored()).collect();
+        let written = self
             .store
-            .put(&inst.instance_id(), &files_dt(), d.to_stored())
-            .await
-        {
-            Ok(w) => d.rev = w.rev.to_string(),
-            Err(e) => {
+            .bulk(&inst.instance_id(), &files_dt(), docs, true)
+            .await;
+        let failure = match written {
+            Ok(results) => results.into_iter().find_map(|r| match r {
+                hearth_store::BulkResult::Err { id, reason, .. } => {
+                    Some(format!("{}: {reason}", id.unwrap_or_default()))
+                }
+                hearth_store::BulkResult::Ok(_) => None,
+            }),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(why) = failure {
+            for (d, _) in &pending {
                 if let Err(re) = self.blobs.remove(d.blob(&inst.domain)).await {
                     tracing::error!(error = %re, path = %d.path, "cannot remove the content of a failed import");
                 }
-                return Err(e.into());
             }
+            return Err(VfsError::BadRequest(format!(
+                "the imported files could not be recorded: {why}"
+            )));
         }
-        self.adjust_usage(inst, i128::from(size), 0);
-        drop(guard);
-        Ok(d)
+        let total: u64 = pending.iter().map(|(_, s)| *s).sum();
+        self.adjust_usage(inst, i128::from(total), 0);
+        Ok(pending.len())
     }
 
     /// Adds an archived old version (`<file id>/<version>`) to its file, with its
@@ -252,7 +331,9 @@ impl Vfs {
         }
         let size = size_field(&doc)?;
         let md5 = md5_of(&doc)?;
-        let received = self.receive(inst, body, Some(size), Some(md5)).await?;
+        let received = self
+            .receive(inst, body, Some(size), Some(md5), false)
+            .await?;
         let guard = self.lock(inst).await;
         if let Err(e) = self.check_room(inst, size).await {
             self.blobs.discard(&inst.domain, received.sealed).await;

@@ -40,6 +40,7 @@ pub use blob::{
 pub use error::{VfsError, VfsResult};
 pub use fsck::Problem;
 pub use hearth_instances::tree::{ROOT_DIR_ID, TRASH_DIR_ID};
+pub use import::{IMPORT_BATCH, ImportBatch};
 pub use ops::Patch;
 pub use write::{NewDir, NewFile, Overwrite};
 

@@ -215,6 +215,7 @@ impl Vfs {
         mut body: S,
         size: Option<u64>,
         md5: Option<[u8; 16]>,
+        durable: bool,
     ) -> VfsResult<Received>
     where
         S: Stream<Item = io::Result<Bytes>> + Send + Unpin,
@@ -258,7 +259,11 @@ impl Vfs {
         if md5.is_some_and(|m| m != digest) {
             return Err(VfsError::Md5Mismatch);
         }
-        let sealed = temp.seal().await?;
+        let sealed = if durable {
+            temp.seal().await?
+        } else {
+            temp.seal_unsynced().await?
+        };
         Ok(Received {
             sealed,
             md5: digest,
@@ -287,7 +292,7 @@ impl Vfs {
         {
             return Err(VfsError::Exists);
         }
-        let received = self.receive(inst, body, f.size, f.md5).await?;
+        let received = self.receive(inst, body, f.size, f.md5, true).await?;
         let size = received.sealed.size;
         let guard = self.lock(inst).await;
         let result = async {
@@ -386,7 +391,7 @@ impl Vfs {
         let updated_at = date("UpdatedAt", o.updated_at.as_deref())?;
         let current = self.get_raw(inst, id).await?;
         check_overwritable(&current, o.if_match.as_deref())?;
-        let received = self.receive(inst, body, o.size, o.md5).await?;
+        let received = self.receive(inst, body, o.size, o.md5, true).await?;
         let size = received.sealed.size;
         let guard = self.lock(inst).await;
         let checked = async {
