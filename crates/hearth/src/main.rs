@@ -94,6 +94,13 @@ struct ServeArgs {
     /// The document store, sqlite://<dir> or postgres://… [config: database.url]
     #[arg(long, value_name = "URL")]
     database_url: Option<String>,
+    /// Redis shared by several nodes, redis://[:password@]host:port/db [config: redis.url]
+    #[arg(long, value_name = "URL")]
+    redis_url: Option<String>,
+    /// The Cozy stack's Redis of the job queue; the same as --redis-url, which wins
+    /// [config: redis.url]
+    #[arg(long, value_name = "URL")]
+    jobs_url: Option<String>,
     /// Log level or filter directives; RUST_LOG overrides it [config: log.level]
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
@@ -212,8 +219,6 @@ struct IgnoredFlags {
     #[arg(long, value_name = "FILE")]
     geodb: Option<String>,
     #[arg(long, value_name = "URL")]
-    jobs_url: Option<String>,
-    #[arg(long, value_name = "URL")]
     konnectors_oauthstate: Option<String>,
     #[arg(long, value_name = "URL")]
     lock_url: Option<String>,
@@ -272,7 +277,6 @@ impl IgnoredFlags {
             ),
             one("fs-default-layout", self.fs_default_layout.is_some()),
             one("geodb", self.geodb.is_some()),
-            one("jobs-url", self.jobs_url.is_some()),
             one(
                 "konnectors-oauthstate",
                 self.konnectors_oauthstate.is_some(),
@@ -376,6 +380,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 data_dir: args.data_dir,
                 fs_url: args.fs_url,
                 database_url: args.database_url,
+                redis_url: args.redis_url,
+                jobs_url: args.jobs_url,
                 log_level: args.log_level,
                 konnectors_cmd: args.konnectors_cmd,
                 subdomains: args.subdomains,

@@ -140,13 +140,28 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
         let vfs = hearth_vfs::Vfs::new(state.store.clone(), Arc::new(blobs));
         state = state.with_vfs(Arc::new(vfs));
     }
-    let state = state
+    let mut state = state
         .with_body_limit(body_limit)
         .with_admin_auth(admin_auth(config))
         .with_login_failures_per_hour(config.auth.login_failures_per_hour)
         .with_jobs(jobs_config(&config.jobs), mailer)
         .with_apps(config.registries.clone(), konnectors_cmd(config))
         .with_flat_subdomains(config.subdomains == Subdomains::Flat);
+    // Several nodes: the job queue, the trigger leader, failed logins and realtime
+    // events go through Redis. The cluster's handles live as long as the server.
+    let cluster = match &config.redis.url {
+        Some(url) => {
+            let (cluster, clustered) = Cluster::join(url, config, state).await.map_err(|e| {
+                e.context(format!(
+                    "cannot use Redis ({})",
+                    loaded.sources.get("redis.url")
+                ))
+            })?;
+            state = clustered;
+            Some(cluster)
+        }
+        None => None,
+    };
     state
         .start()
         .await
@@ -213,8 +228,130 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     if drained.is_err() {
         tracing::warn!(grace = ?SHUTDOWN_GRACE, "requests still running after the grace period were cut");
     }
+    if let Some(cluster) = cluster {
+        cluster.leave().await;
+    }
     tracing::info!("stopped");
     outcome
+}
+
+/// How long the trigger leader's lease lasts without renewal: after a crash,
+/// another node fires the timed triggers within this delay.
+const LEADER_LEASE: Duration = Duration::from_secs(15);
+/// How often each node reads the trigger schedule again (triggers made elsewhere).
+const SCHEDULE_REFRESH: Duration = Duration::from_secs(2);
+
+/// This node's part in a cluster of nodes sharing one Redis.
+struct Cluster {
+    leader: Arc<hearth_redis::LeaderLease>,
+    _bridge: hearth_redis::EventBridge,
+}
+
+impl Cluster {
+    /// Connects to Redis and wires it into `state` (before it starts): the Redis job
+    /// broker, the shared failed-login counter, timed triggers fired by the leader
+    /// only (every node refreshing its schedule), and the events bridge.
+    async fn join(
+        url: &str,
+        config: &crate::config::Config,
+        state: AppState,
+    ) -> anyhow::Result<(Self, AppState)> {
+        let redis = hearth_redis::Redis::connect(url, &config.redis.prefix).await?;
+        let node_id = config
+            .redis
+            .node_id
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}", host_name(), config.port));
+        let broker = hearth_redis::RedisBroker::start(
+            &redis,
+            hearth_redis::BrokerOptions {
+                node_id: Some(node_id.clone()),
+                ..hearth_redis::BrokerOptions::default()
+            },
+        )
+        .await
+        .context("cannot start the Redis job broker")?;
+        let logins =
+            hearth_redis::RateLimiter::login_failures(&redis, config.auth.login_failures_per_hour);
+        let state = state
+            .with_broker(Arc::new(broker))
+            .with_shared_login_failures(Arc::new(SharedLogins(logins)));
+        let leader = Arc::new(
+            hearth_redis::LeaderLease::start(&redis, "scheduler", LEADER_LEASE)
+                .await
+                .context("cannot contend for the trigger leader lease")?,
+        );
+        let weak = Arc::downgrade(&leader);
+        state.jobs.set_leader_check(Arc::new(move || {
+            weak.upgrade().is_some_and(|l| l.is_leader())
+        }));
+        state.jobs.set_schedule_refresh(SCHEDULE_REFRESH);
+        let bridge = hearth_redis::EventBridge::start(&redis, &state.events)
+            .await
+            .context("cannot bridge realtime events through Redis")?;
+        tracing::info!(
+            node = %node_id,
+            redis = %crate::config::redact_url(url),
+            prefix = %config.redis.prefix,
+            leader = leader.is_leader(),
+            "joined the nodes sharing this Redis"
+        );
+        Ok((
+            Self {
+                leader,
+                _bridge: bridge,
+            },
+            state,
+        ))
+    }
+
+    /// Gives the leader lease back, so another node fires the triggers at once.
+    async fn leave(self) {
+        match Arc::try_unwrap(self.leader) {
+            Ok(leader) => {
+                if let Err(e) = leader.resign().await {
+                    tracing::warn!(error = %e, "cannot give the trigger leader lease back");
+                }
+            }
+            Err(leader) => leader.stop(),
+        }
+    }
+}
+
+/// The failed-login counter in Redis, as the web crate's throttle uses it.
+struct SharedLogins(hearth_redis::RateLimiter);
+
+impl hearth_web::FailureCounter for SharedLogins {
+    fn limit(&self) -> u32 {
+        self.0.limit()
+    }
+
+    fn hit<'a>(&'a self, domain: &'a str) -> hearth_web::HitFuture<'a> {
+        Box::pin(async move { self.0.hit(domain).await.map_err(|e| e.to_string()) })
+    }
+}
+
+/// This machine's host name; a random name when it cannot be read. With the public
+/// port, it names the node by default: stable across restarts (a restarted node finds
+/// its own unfinished jobs at once), distinct for two nodes on one machine.
+fn host_name() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| {
+            std::fs::read_to_string(p)
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+        })
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| format!("node-{}", random_suffix()))
+}
+
+/// A random suffix for a node without a host name.
+fn random_suffix() -> String {
+    let mut bytes = [0u8; 8];
+    let _ = getrandom::fill(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The mail settings of the configuration, for the mailer.

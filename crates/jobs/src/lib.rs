@@ -45,7 +45,7 @@ use serde_json::{Value, json};
 pub use broker::{Broker, LocalBroker, Ticket};
 pub use model::{EventRule, Job, JobOptions, JobState, Schedule, Trigger};
 use scheduler::SchedShared;
-pub use scheduler::TriggerRequest;
+pub use scheduler::{LeaderCheck, TriggerRequest};
 
 /// What went wrong, for the API layer to map onto statuses.
 #[derive(Debug, thiserror::Error)]

@@ -6,6 +6,15 @@
 //! instance; the trigger document in the instance stays the source of truth (an
 //! entry whose trigger is gone is dropped when it fires). A timer missed while the
 //! server was down fires once at the next start.
+//!
+//! Several nodes on one shared store (with a shared broker) run one scheduler each:
+//! [`Jobs::set_leader_check`] makes timed triggers fire only on the node that leads,
+//! and [`Jobs::set_schedule_refresh`] re-reads the entries every few seconds, so that
+//! a trigger created on one node fires on the leader and `@event` triggers created
+//! on one node match writes made on another. A firing is claimed by writing the
+//! entry's next time (or deleting a one-shot's entry) with the revision the node
+//! knows, before the job is pushed: a node with a stale view (a leader that was just
+//! replaced) gets a conflict and reloads instead of firing a second time.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -50,6 +59,9 @@ struct Entry {
     rev: Option<String>,
     kind: String,
     arguments: String,
+    /// The local change that set this entry (see [`State::generation`]); 0 when it
+    /// was read from the store.
+    generation: u64,
 }
 
 /// A trigger every instance has, built into the server (thumbnails).
@@ -71,35 +83,107 @@ struct State {
     pending: HashMap<String, Value>,
     /// Domains of instance ids seen by internal triggers.
     domains: HashMap<InstanceId, String>,
+    /// Counts the local changes of `entries`, so that a refresh that read the store
+    /// before a change does not undo it.
+    generation: u64,
+    /// Entries removed locally, with the generation of their removal (until the next
+    /// refresh that started after it).
+    removed: HashMap<String, u64>,
 }
+
+/// Whether this node may fire timed triggers now (the leader of a cluster).
+pub type LeaderCheck = Arc<dyn Fn() -> bool + Send + Sync>;
 
 #[derive(Default)]
 pub(crate) struct SchedShared {
     state: Mutex<State>,
     wake: Notify,
+    leader: Mutex<Option<LeaderCheck>>,
+    refresh: Mutex<Option<Duration>>,
 }
+
+/// How often a follower looks again at a due timer (the leader fires it and the
+/// refresh brings its next time).
+const FOLLOWER_POLL: Duration = Duration::from_secs(1);
 
 impl SchedShared {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn insert(&self, entry: Entry) {
+    /// Whether timed triggers fire on this node.
+    fn leads(&self) -> bool {
+        let check = self
+            .leader
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        check.is_none_or(|leads| leads())
+    }
+
+    /// Sets an entry after a local change.
+    fn insert(&self, mut entry: Entry) {
         let mut st = self.state();
-        remove_locked(&mut st, &entry.key);
-        if let Some(at) = entry.next_at {
-            st.timers.insert((at, entry.key.clone()));
-        }
-        if matches!(entry.schedule, Schedule::Event(_)) {
-            st.by_instance
-                .entry(entry.instance.clone())
-                .or_default()
-                .push(entry.key.clone());
-        }
-        st.entries.insert(entry.key.clone(), entry);
+        st.generation += 1;
+        entry.generation = st.generation;
+        st.removed.remove(&entry.key);
+        insert_locked(&mut st, entry);
         drop(st);
         self.wake.notify_one();
     }
+
+    /// Forgets an entry after a local change.
+    fn remove(&self, key: &str) -> Option<Entry> {
+        let mut st = self.state();
+        st.generation += 1;
+        let generation = st.generation;
+        st.removed.insert(key.to_owned(), generation);
+        remove_locked(&mut st, key)
+    }
+
+    /// Lays the entries read from the store over the memory: changed ones replace
+    /// their copy, new ones are added, missing ones go, unless a local change made
+    /// after `since` (the generation when the reading began) is newer.
+    fn reconcile(&self, since: u64, stored: Vec<Entry>) {
+        let mut st = self.state();
+        let mut seen = std::collections::HashSet::new();
+        for entry in stored {
+            seen.insert(entry.key.clone());
+            if st.removed.get(&entry.key).is_some_and(|g| *g > since) {
+                continue;
+            }
+            match st.entries.get(&entry.key) {
+                Some(mine) if mine.rev == entry.rev || mine.generation > since => continue,
+                _ => insert_locked(&mut st, entry),
+            }
+        }
+        let gone: Vec<String> = st
+            .entries
+            .values()
+            .filter(|e| !seen.contains(&e.key) && e.generation <= since)
+            .map(|e| e.key.clone())
+            .collect();
+        for key in gone {
+            remove_locked(&mut st, &key);
+        }
+        st.removed.retain(|_, g| *g > since);
+        drop(st);
+        self.wake.notify_one();
+    }
+}
+
+fn insert_locked(st: &mut State, entry: Entry) {
+    remove_locked(st, &entry.key);
+    if let Some(at) = entry.next_at {
+        st.timers.insert((at, entry.key.clone()));
+    }
+    if matches!(entry.schedule, Schedule::Event(_)) {
+        st.by_instance
+            .entry(entry.instance.clone())
+            .or_default()
+            .push(entry.key.clone());
+    }
+    st.entries.insert(entry.key.clone(), entry);
 }
 
 fn remove_locked(st: &mut State, key: &str) -> Option<Entry> {
@@ -245,6 +329,7 @@ fn entry_from_doc(doc: &JsonMap) -> Option<Entry> {
         rev: s("_rev"),
         kind,
         arguments,
+        generation: 0,
     })
 }
 
@@ -258,7 +343,30 @@ impl Jobs {
         });
     }
 
-    pub(crate) async fn start_scheduler(self: &Arc<Self>) -> JobsResult<()> {
+    /// Fires timed triggers only while `leads` answers true (the node holding a
+    /// cluster's leader lease); `@event` triggers still fire where the write
+    /// happened. Before [`Jobs::start`]; use with [`Jobs::set_schedule_refresh`].
+    pub fn set_leader_check(&self, leads: LeaderCheck) {
+        *self
+            .sched
+            .leader
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(leads);
+    }
+
+    /// Reads the scheduler's entries from the store again every `every`, so that
+    /// triggers created, changed, fired or deleted by other nodes sharing the store
+    /// are seen here. Before [`Jobs::start`].
+    pub fn set_schedule_refresh(&self, every: Duration) {
+        *self
+            .sched
+            .refresh
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(every.max(Duration::from_millis(50)));
+    }
+
+    /// Every entry of the global table.
+    async fn read_entries(&self) -> JobsResult<Vec<Entry>> {
         let all = self
             .instance_store()
             .all_docs(
@@ -277,6 +385,7 @@ impl Jobs {
             Err(e) => return Err(e.into()),
         };
         let now = now_ms();
+        let mut entries = Vec::with_capacity(rows.len());
         for row in rows {
             let Some(doc) = row.doc else { continue };
             match entry_from_doc(&doc) {
@@ -284,11 +393,18 @@ impl Jobs {
                     if e.schedule.is_timed() && e.next_at.is_none() {
                         e.next_at = next_firing(&e.schedule, &e.trigger_id, now);
                     }
-                    self.sched.insert(e);
+                    entries.push(e);
                 }
                 None => tracing::warn!(id = %row.id, "unreadable scheduler entry skipped"),
             }
         }
+        Ok(entries)
+    }
+
+    pub(crate) async fn start_scheduler(self: &Arc<Self>) -> JobsResult<()> {
+        let since = self.sched.state().generation;
+        let entries = self.read_entries().await?;
+        self.sched.reconcile(since, entries);
         let (tx, rx) = mpsc::unbounded_channel();
         if let Some(hub) = self.instance_store().event_hub() {
             hub.observe(Arc::new(Observer {
@@ -302,7 +418,31 @@ impl Jobs {
         tokio::spawn(async move { jobs.timer_loop().await });
         let jobs = self.clone();
         tokio::spawn(async move { jobs.event_loop(rx).await });
+        let refresh = *self
+            .sched
+            .refresh
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(every) = refresh {
+            let jobs = Arc::downgrade(self);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    let Some(jobs) = jobs.upgrade() else { return };
+                    jobs.refresh_entries().await;
+                }
+            });
+        }
         Ok(())
+    }
+
+    /// Brings the entries in memory up to date with the store.
+    async fn refresh_entries(&self) {
+        let since = self.sched.state().generation;
+        match self.read_entries().await {
+            Ok(entries) => self.sched.reconcile(since, entries),
+            Err(e) => tracing::warn!(error = %e, "cannot refresh the trigger schedule"),
+        }
     }
 
     async fn timer_loop(self: Arc<Self>) {
@@ -312,6 +452,15 @@ impl Jobs {
             let now = now_ms();
             match first {
                 None => notified.await,
+                // A follower leaves due timers to the leader, and looks again soon:
+                // the refresh brings the next time the leader recorded, or this
+                // node becomes the leader.
+                Some((at, _)) if at <= now && !self.sched.leads() => {
+                    tokio::select! {
+                        () = tokio::time::sleep(FOLLOWER_POLL) => {}
+                        () = notified => {}
+                    }
+                }
                 Some((at, key)) if at <= now => {
                     self.sched.state().timers.remove(&(at, key.clone()));
                     self.fire_timer(&key).await;
@@ -326,8 +475,93 @@ impl Jobs {
         }
     }
 
+    /// Puts an entry back to be tried again in a minute.
+    fn retry_later(&self, mut entry: Entry) {
+        entry.next_at = Some(now_ms() + 60_000);
+        self.sched.insert(entry);
+    }
+
+    /// Reads one entry again from the store (after a conflict: another node fired
+    /// it or changed it).
+    async fn reload_entry(&self, entry: Entry) {
+        let since = self.sched.state().generation;
+        let got = self
+            .instance_store()
+            .get(
+                &InstanceId::global(),
+                &doctype(SCHEDULE),
+                &entry.key,
+                GetOptions::default(),
+            )
+            .await;
+        match got {
+            Ok(doc) => match entry_from_doc(&doc) {
+                Some(fresh) => {
+                    let mut st = self.sched.state();
+                    if st
+                        .entries
+                        .get(&fresh.key)
+                        .is_none_or(|e| e.generation <= since)
+                    {
+                        insert_locked(&mut st, fresh);
+                    }
+                    drop(st);
+                    self.sched.wake.notify_one();
+                }
+                None => {
+                    self.sched.remove(&entry.key);
+                }
+            },
+            Err(StoreError::NotFound(_)) => {
+                self.sched.remove(&entry.key);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read a trigger's schedule; trying again in a minute");
+                self.retry_later(entry);
+            }
+        }
+    }
+
+    /// Records in the store that this node fires the entry now: the next firing of
+    /// a recurring trigger, the removal of a one-shot's entry. False when another
+    /// node did first (or the trigger changed): the entry is reloaded instead.
+    async fn claim(&self, entry: &Entry) -> bool {
+        let written = if matches!(entry.schedule, Schedule::At(_) | Schedule::In(_)) {
+            let Some(rev) = entry.rev.as_deref().and_then(|r| r.parse().ok()) else {
+                return true;
+            };
+            self.instance_store()
+                .delete(&InstanceId::global(), &doctype(SCHEDULE), &entry.key, &rev)
+                .await
+                .map(|_| ())
+        } else {
+            let mut next = entry.clone();
+            next.next_at = next_firing(&entry.schedule, &entry.trigger_id, now_ms());
+            match self.save_entry(&mut next).await {
+                Ok(()) => {
+                    self.sched.insert(next);
+                    return true;
+                }
+                Err(JobsError::Store(e)) => Err(e),
+                Err(e) => Err(StoreError::invalid(e.to_string())),
+            }
+        };
+        match written {
+            Ok(()) => true,
+            Err(StoreError::Conflict | StoreError::NotFound(_)) => {
+                self.reload_entry(entry.clone()).await;
+                false
+            }
+            Err(e) => {
+                tracing::error!(trigger = %entry.trigger_id, error = %e, "cannot record a trigger's firing; trying again in a minute");
+                self.retry_later(entry.clone());
+                false
+            }
+        }
+    }
+
     async fn fire_timer(&self, key: &str) {
-        let Some(mut entry) = self.sched.state().entries.get(key).cloned() else {
+        let Some(entry) = self.sched.state().entries.get(key).cloned() else {
             return;
         };
         let inst = match self.instances().get_str(&entry.domain).await {
@@ -338,8 +572,7 @@ impl Jobs {
             }
             Err(e) => {
                 tracing::error!(domain = %entry.domain, error = %e, "cannot load the instance of a trigger; trying again in a minute");
-                entry.next_at = Some(now_ms() + 60_000);
-                self.sched.insert(entry);
+                self.retry_later(entry);
                 return;
             }
         };
@@ -351,11 +584,13 @@ impl Jobs {
             }
             Err(e) => {
                 tracing::error!(domain = %entry.domain, error = %e, "cannot load a trigger; trying again in a minute");
-                entry.next_at = Some(now_ms() + 60_000);
-                self.sched.insert(entry);
+                self.retry_later(entry);
                 return;
             }
         };
+        if !self.claim(&entry).await {
+            return;
+        }
         let req = JobRequest {
             worker: trigger.worker.clone(),
             message: trigger.message.clone(),
@@ -377,13 +612,7 @@ impl Jobs {
                 tracing::error!(trigger = %trigger.id, error = %e, "cannot remove a fired one-shot trigger");
                 self.drop_entry(key).await;
             }
-            return;
         }
-        entry.next_at = next_firing(&entry.schedule, &entry.trigger_id, now_ms());
-        if let Err(e) = self.save_entry(&mut entry).await {
-            tracing::error!(error = %e, "cannot record a trigger's next firing");
-        }
-        self.sched.insert(entry);
     }
 
     /// The trigger document of an entry; `None` when it is gone.
@@ -549,7 +778,7 @@ impl Jobs {
     }
 
     async fn drop_entry(&self, key: &str) {
-        let removed = remove_locked(&mut self.sched.state(), key);
+        let removed = self.sched.remove(key);
         let rev = removed.and_then(|e| e.rev).and_then(|r| r.parse().ok());
         if let Some(rev) = rev {
             let _ = self
@@ -685,6 +914,7 @@ impl Jobs {
             rev: old_rev,
             kind: trigger.kind.clone(),
             arguments: trigger.arguments.clone(),
+            generation: 0,
         };
         if entry.schedule.is_timed() && entry.next_at.is_none() {
             return Err(JobsError::Invalid(format!(

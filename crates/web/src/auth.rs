@@ -40,7 +40,7 @@ use urls::{checked_redirect, home_url};
 
 pub(crate) use urls::request_domain;
 
-pub use throttle::LoginThrottle;
+pub use throttle::{FailureCounter, HitFuture, LoginThrottle};
 
 /// The routes of this module: the pages (`/`, `/auth/*`, checked as pages: blocked and
 /// deleting instances are refused) and `/settings/passphrase` (an API route).
@@ -499,7 +499,7 @@ async fn csrf_guard(
 /// Counts a failed login; at the limit, blocks the instance and returns the blocked
 /// page to answer with.
 async fn count_failure(state: &AppState, i: &Instance) -> Option<Response> {
-    if !state.login_throttle.failed(&i.domain) {
+    if !state.login_throttle.failed(&i.domain).await {
         return None;
     }
     tracing::warn!(

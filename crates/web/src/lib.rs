@@ -44,7 +44,7 @@ use hearth_vfs::{LocalBlobStore, Vfs};
 use tokio::net::TcpListener;
 
 pub use admin::AdminAuth;
-pub use auth::LoginThrottle;
+pub use auth::{FailureCounter, HitFuture, LoginThrottle};
 pub use error::{
     ApiError, CouchError, ErrorChain, ErrorSource, INTERNAL_DETAIL, JSON_API, PlainError,
 };
@@ -85,6 +85,8 @@ pub struct AppState {
     /// `<slug>.<instance domain>` (config `subdomains: flat`).
     pub flat_subdomains: bool,
     jobs_config: JobsConfig,
+    /// The jobs broker shared by several nodes; the in-process one when `None`.
+    broker: Option<Arc<dyn hearth_jobs::Broker>>,
     konnectors_cmd: Option<std::path::PathBuf>,
     /// The smallest export part (1 GiB; tests lower it).
     export_min_parts_size: i64,
@@ -129,6 +131,7 @@ impl AppState {
             &mailer,
             &apps,
             None,
+            None,
             &jobs_config,
             hearth_move::MIN_PARTS_SIZE,
         );
@@ -148,6 +151,7 @@ impl AppState {
             events,
             mailer,
             jobs_config,
+            broker: None,
             export_min_parts_size: hearth_move::MIN_PARTS_SIZE,
         }
     }
@@ -163,6 +167,13 @@ impl AppState {
     /// hour; 0 never blocks.
     pub fn with_login_failures_per_hour(mut self, limit: u32) -> Self {
         self.login_throttle = Arc::new(LoginThrottle::new(limit));
+        self
+    }
+
+    /// Counts failed logins in a store shared by several nodes (Redis), with the
+    /// limit that counter has; the in-process count stands in while it fails.
+    pub fn with_shared_login_failures(mut self, counter: Arc<dyn FailureCounter>) -> Self {
+        self.login_throttle = Arc::new(LoginThrottle::shared(counter));
         self
     }
 
@@ -197,6 +208,13 @@ impl AppState {
         self.rebuild_jobs()
     }
 
+    /// Queues jobs through this broker (shared by several nodes, e.g. Redis) rather
+    /// than the in-process one (before [`AppState::start`]).
+    pub fn with_broker(mut self, broker: Arc<dyn hearth_jobs::Broker>) -> Self {
+        self.broker = Some(broker);
+        self.rebuild_jobs()
+    }
+
     fn rebuild_jobs(mut self) -> Self {
         (self.jobs, self.imports) = build_jobs(
             &self.store,
@@ -204,6 +222,7 @@ impl AppState {
             &self.vfs,
             &self.mailer,
             &self.apps,
+            self.broker.clone(),
             self.konnectors_cmd.clone(),
             &self.jobs_config,
             self.export_min_parts_size,
@@ -263,6 +282,7 @@ fn build_jobs(
     vfs: &Arc<Vfs>,
     mailer: &Arc<Mailer>,
     apps: &Arc<Apps>,
+    broker: Option<Arc<dyn hearth_jobs::Broker>>,
     konnectors_cmd: Option<std::path::PathBuf>,
     config: &JobsConfig,
     export_min_parts_size: i64,
@@ -271,7 +291,12 @@ fn build_jobs(
     // The import worker reaches the triggers through a weak reference to the jobs
     // service that runs it.
     let jobs = Arc::new_cyclic(|weak| {
-        let jobs = Jobs::new(store.clone(), instances.clone(), config.clone());
+        let jobs = match broker {
+            Some(broker) => {
+                Jobs::with_broker(store.clone(), instances.clone(), config.clone(), broker)
+            }
+            None => Jobs::new(store.clone(), instances.clone(), config.clone()),
+        };
         hearth_jobs::workers::register(
             &jobs,
             &hearth_jobs::workers::Builtins {

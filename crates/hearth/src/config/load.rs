@@ -14,9 +14,9 @@
 //! stops Hearth. The Cozy stack's (`cozy.yaml`, `cozy.yml`, `cozy.json`, each with an
 //! optional `.local` companion layered over it) are read so that an operator's existing
 //! file works: the keys Hearth shares are used, Cozy shapes are translated
-//! (`registries` as a plain list, `jobs.workers.<name>: true|false`), and every key
-//! Hearth has no use for (`couchdb`, `redis`, `fs.default_layout`…) is reported as a
-//! warning and ignored.
+//! (`registries` as a plain list, `jobs.workers.<name>: true|false`, `redis.addrs` or
+//! `jobs.url` as `redis.url`), and every key Hearth has no use for (`couchdb`,
+//! `fs.default_layout`…) is reported as a warning and ignored.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -112,6 +112,10 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub fs_url: Option<String>,
     pub database_url: Option<String>,
+    pub redis_url: Option<String>,
+    /// `--jobs-url` of `cozy-stack serve`: the Redis of the job queue, which Hearth
+    /// uses for everything shared (`redis.url`); `--redis-url` wins.
+    pub jobs_url: Option<String>,
     pub log_level: Option<String>,
     pub konnectors_cmd: Option<String>,
     pub subdomains: Option<String>,
@@ -152,6 +156,8 @@ impl Overrides {
             ("data_dir", "--data-dir", path(&self.data_dir)),
             ("fs.url", "--fs-url", text(&self.fs_url)),
             ("database.url", "--database-url", text(&self.database_url)),
+            ("redis.url", "--jobs-url", text(&self.jobs_url)),
+            ("redis.url", "--redis-url", text(&self.redis_url)),
             ("log.level", "--log-level", text(&self.log_level)),
             (
                 "konnectors.cmd",
@@ -527,6 +533,7 @@ fn cozy_shapes(value: &mut Value, file: &Path, warnings: &mut Vec<String>) {
             file.display()
         ));
     }
+    cozy_redis(root, file, warnings);
     let Some(Value::Mapping(jobs)) = root.get_mut("jobs") else {
         return;
     };
@@ -558,6 +565,53 @@ fn cozy_shapes(value: &mut Value, file: &Path, warnings: &mut Vec<String>) {
                 _ => {}
             }
         }
+    }
+}
+
+/// The Cozy stack's Redis settings as `redis.url`: `redis.addrs` (its first address),
+/// `redis.password` and `redis.databases.jobs` (Hearth keeps everything in one
+/// database), or else the older `jobs.url`.
+fn cozy_redis(root: &mut Mapping, file: &Path, warnings: &mut Vec<String>) {
+    let jobs_url = match root.get_mut("jobs") {
+        Some(Value::Mapping(jobs)) => match jobs.remove("url") {
+            Some(Value::String(url)) => Some(url),
+            _ => None,
+        },
+        _ => None,
+    };
+    let mut url = None;
+    if let Some(Value::Mapping(redis)) = root.get("redis")
+        && !redis.contains_key("url")
+    {
+        let addr = redis
+            .get("addrs")
+            .and_then(Value::as_str)
+            .and_then(|a| a.split([' ', ',']).find(|a| !a.is_empty()));
+        if let Some(addr) = addr {
+            let password = redis
+                .get("password")
+                .and_then(Value::as_str)
+                .filter(|p| !p.is_empty());
+            let db = redis
+                .get("databases")
+                .and_then(|d| d.get("jobs"))
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            let auth = password.map(|p| format!(":{p}@")).unwrap_or_default();
+            url = Some(format!("redis://{auth}{addr}/{db}"));
+        }
+        if redis.keys().any(|k| k.as_str() != Some("addrs")) {
+            warnings.push(format!(
+                "{}: redis: only addrs (its first address), password and databases.jobs are                  read, as redis.url; Hearth keeps everything in that one Redis database",
+                file.display()
+            ));
+        }
+    }
+    let url = url.or(jobs_url);
+    if let Some(url) = url {
+        let mut section = Mapping::new();
+        section.insert(Value::String("url".into()), Value::String(url));
+        root.insert(Value::String("redis".into()), Value::Mapping(section));
     }
 }
 
@@ -900,6 +954,25 @@ fn validate(
                 ));
             }
         }
+    }
+    if config
+        .redis
+        .url
+        .as_deref()
+        .is_some_and(|u| u.trim().is_empty())
+    {
+        config.redis.url = None;
+    }
+    if let Some(url) = &config.redis.url {
+        super::check_redis_url(url).map_err(|m| err("redis.url", m))?;
+    }
+    if config
+        .redis
+        .node_id
+        .as_deref()
+        .is_some_and(|n| n.trim().is_empty())
+    {
+        config.redis.node_id = None;
     }
     if config
         .konnectors
@@ -1412,6 +1485,81 @@ mod tests {
                 ..LoadInput::default()
             })
             .contains("Go templates")
+        );
+    }
+
+    #[test]
+    fn redis_settings() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = cozy_file(
+            dir.path(),
+            "cozy.yaml",
+            "redis:\n  addrs: cache:6379 other:6379\n  password: pw\n  master: m\n  \
+             databases:\n    jobs: 2\n    cache: 1\n",
+        );
+        let loaded = load(&LoadInput {
+            file: Some(file),
+            ..LoadInput::default()
+        })
+        .expect("load");
+        assert_eq!(
+            loaded.config.redis.url.as_deref(),
+            Some("redis://:pw@cache:6379/2")
+        );
+        assert_eq!(loaded.config.redis.prefix, "hearth:");
+        assert!(
+            loaded
+                .warnings
+                .iter()
+                .any(|w| w.contains("redis: only addrs")),
+            "{:?}",
+            loaded.warnings
+        );
+        let old = cozy_file(dir.path(), "cozy.yml", "jobs:\n  url: redis://q:6379/0\n");
+        let loaded = load(&LoadInput {
+            file: Some(old),
+            ..LoadInput::default()
+        })
+        .expect("load");
+        assert_eq!(loaded.config.redis.url.as_deref(), Some("redis://q:6379/0"));
+
+        // --redis-url wins over --jobs-url; both over the variables.
+        let loaded = load(&LoadInput {
+            env: env(&[
+                ("HEARTH_REDIS_URL", "redis://env/0"),
+                ("HEARTH_REDIS_NODE_ID", " "),
+            ]),
+            flags: Overrides {
+                jobs_url: Some("redis://jobs/0".into()),
+                redis_url: Some("redis://flag/0".into()),
+                ..Overrides::default()
+            },
+            ..LoadInput::default()
+        })
+        .expect("load");
+        assert_eq!(loaded.config.redis.url.as_deref(), Some("redis://flag/0"));
+        assert_eq!(loaded.config.redis.node_id, None);
+        assert_eq!(
+            loaded.sources.get("redis.url"),
+            &Source::Flag("--redis-url")
+        );
+        let loaded = load(&LoadInput {
+            env: env(&[("COZY_REDIS_URL", "redis://cozy/1")]),
+            ..LoadInput::default()
+        })
+        .expect("load");
+        assert_eq!(loaded.config.redis.url.as_deref(), Some("redis://cozy/1"));
+        assert!(
+            load_err(&LoadInput {
+                env: env(&[("HEARTH_REDIS_URL", "http://cache")]),
+                ..LoadInput::default()
+            })
+            .starts_with("HEARTH_REDIS_URL: redis.url: unknown scheme http://")
+        );
+        // Without it, one node.
+        assert_eq!(
+            load(&LoadInput::default()).expect("load").config.redis.url,
+            None
         );
     }
 

@@ -69,6 +69,9 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Background jobs.
     pub jobs: JobsConfig,
+    /// Redis, shared by several `hearth serve` nodes: the job queue, the leader that
+    /// fires timed triggers, failed-login counts and realtime events between nodes.
+    pub redis: RedisConfig,
     /// How web apps are addressed: `nested` (`<slug>.<instance domain>`) or `flat`
     /// (`<first label>-<slug>.<rest of the domain>`), as in the Cozy stack.
     pub subdomains: Subdomains,
@@ -125,10 +128,8 @@ pub struct FsConfig {
     /// The access key id of `s3://` storage. When both S3 keys are absent, the usual
     /// AWS sources are read: `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`, then the
     /// AWS profile files.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3_access_key_id: Option<String>,
     /// The secret access key of `s3://` storage (see `s3_access_key_id`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3_secret_access_key: Option<String>,
 }
 
@@ -205,6 +206,22 @@ pub struct JobsConfig {
     /// Per worker type (`sendmail`, `thumbnail`, `log`, `trash-files`,
     /// `clean-sessions`…): `concurrency`, `max_exec_count`, `timeout` (seconds).
     pub workers: BTreeMap<String, WorkerConfig>,
+}
+
+/// `redis.*`: what several nodes sharing one database and one file store also share.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://[:password@]host:port/db` (no TLS), or `redis+unix:///path/to/socket`. Unset: one node,
+    /// with its job queue in the document store and its events in memory. Every node
+    /// of a deployment must use the same Redis, database and `prefix`.
+    pub url: Option<String>,
+    /// The start of every key Hearth writes, so that several deployments share one
+    /// Redis.
+    pub prefix: String,
+    /// This node's name among the nodes (its running jobs are found by it after a
+    /// restart); two live nodes must never share one. Default: `<host name>:<port>`.
+    pub node_id: Option<String>,
 }
 
 /// `jobs.workers.<name>`.
@@ -333,6 +350,11 @@ impl Config {
             jobs: JobsConfig {
                 retry_delay: Duration::from_secs(10),
                 workers: BTreeMap::new(),
+            },
+            redis: RedisConfig {
+                url: None,
+                prefix: "hearth:".into(),
+                node_id: None,
             },
             subdomains: Subdomains::Nested,
             vault: VaultConfig {
@@ -496,6 +518,39 @@ pub fn parse_fs_url(url: &str) -> Result<(String, FsLocation), String> {
             "unknown scheme {scheme}:// (expected file://, s3:// or swift://)"
         )),
         None => Err(format!("{url:?} is neither a URL nor an absolute path")),
+    }
+}
+
+/// Checks `redis.url`.
+pub fn check_redis_url(url: &str) -> Result<(), String> {
+    match url.split_once("://") {
+        Some(("redis" | "redis+unix" | "unix", rest)) if !rest.is_empty() => Ok(()),
+        Some(("rediss", _)) => Err("rediss:// (TLS) is not compiled in; use redis://".into()),
+        Some((scheme, _)) => Err(format!(
+            "unknown scheme {scheme}:// (expected redis://[:password@]host:port/db)"
+        )),
+        None => Err("not a URL (expected redis://[:password@]host:port/db)".into()),
+    }
+}
+
+/// `url` with its password (if any) replaced by `***`, for messages and `config show`.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match authority.rfind('@') {
+        Some(at) => {
+            let user = &authority[..at];
+            let user = match user.split_once(':') {
+                Some((name, _)) => format!("{name}:***"),
+                None => user.to_owned(),
+            };
+            format!("{}{user}@{}", &url[..scheme_end + 3], &rest[at + 1..])
+        }
+        None => url.to_owned(),
     }
 }
 
@@ -742,6 +797,24 @@ mod tests {
         assert!(parse_fs_url("swift://x").is_err_and(|e| e.contains("not compiled in yet")));
         assert!(parse_fs_url("ftp://x").is_err_and(|e| e.starts_with("unknown scheme ftp://")));
         assert!(parse_fs_url("relative/dir").is_err());
+    }
+
+    #[test]
+    fn redis_urls() {
+        assert!(check_redis_url("redis://127.0.0.1:6379/0").is_ok());
+        assert!(check_redis_url("redis://:pw@cache:6380").is_ok());
+        assert!(check_redis_url("rediss://cache").is_err());
+        assert!(check_redis_url("http://x").is_err());
+        assert!(check_redis_url("cache:6379").is_err());
+        assert_eq!(
+            redact_url("redis://:s3cret@cache:6379/0"),
+            "redis://:***@cache:6379/0"
+        );
+        assert_eq!(
+            redact_url("postgres://u:p@db/x?a=b@c"),
+            "postgres://u:***@db/x?a=b@c"
+        );
+        assert_eq!(redact_url("redis://cache/0"), "redis://cache/0");
     }
 
     #[test]

@@ -158,6 +158,10 @@ fn mask(value: &mut Value, secret: bool) {
 fn mask_mapping(map: &mut Mapping, secret: bool) {
     for (key, value) in map.iter_mut() {
         let key_is_secret = key.as_str().is_some_and(is_secret_key);
+        // A URL keeps everything but its password.
+        if let (Some("url"), Value::String(url)) = (key.as_str(), &mut *value) {
+            *url = super::redact_url(url);
+        }
         mask(value, secret || key_is_secret);
     }
 }

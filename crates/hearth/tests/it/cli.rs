@@ -34,7 +34,7 @@ fn unknown_key_exits_2_naming_file_and_key() {
         stderr(&out),
         format!(
             "Error: {}: unknown key \"admn\" (expected one of host, port, data_dir, admin, fs, \
-             database, mail, contexts, registries, konnectors, log, limits, auth, jobs, \
+             database, mail, contexts, registries, konnectors, log, limits, auth, jobs, redis, \
              subdomains, vault, office)\n",
             file.display()
         )

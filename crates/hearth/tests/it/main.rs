@@ -7,6 +7,7 @@ mod dropin;
 mod instances_cli;
 mod jobs;
 mod serve;
+mod two_nodes;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,14 +1,28 @@
 //! Counting failed logins per instance over a sliding hour, so that too many of them
 //! block the instance with `LOGIN_FAILED` (spec instances 3.6, 4.5).
 //!
-//! The count lives in this process's memory: a restart forgets it, and each process of
-//! a multi-process deployment counts on its own.
+//! By default the count lives in this process's memory: a restart forgets it. Several
+//! nodes share one count through a [`FailureCounter`] (Redis, wired by `hearth serve`);
+//! while that counter fails, each node counts on its own.
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
+
+/// What [`FailureCounter::hit`] returns.
+pub type HitFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, String>> + Send + 'a>>;
+
+/// A count of failed logins shared by several nodes.
+pub trait FailureCounter: Send + Sync {
+    /// The number of failures within an hour that blocks an instance (0: never).
+    fn limit(&self) -> u32;
+    /// Records a failure for `domain`; true when it reaches the limit (the count
+    /// then starts over).
+    fn hit<'a>(&'a self, domain: &'a str) -> HitFuture<'a>;
+}
 
 /// The window failures are counted over.
 const WINDOW: Duration = Duration::from_secs(3600);
@@ -16,10 +30,19 @@ const WINDOW: Duration = Duration::from_secs(3600);
 const PRUNE_ABOVE: usize = 1024;
 
 /// Failed logins per instance domain, over the last hour.
-#[derive(Debug)]
 pub struct LoginThrottle {
     limit: u32,
     failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+    shared: Option<Arc<dyn FailureCounter>>,
+}
+
+impl std::fmt::Debug for LoginThrottle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginThrottle")
+            .field("limit", &self.limit)
+            .field("shared", &self.shared.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl LoginThrottle {
@@ -28,6 +51,15 @@ impl LoginThrottle {
         Self {
             limit,
             failures: Mutex::new(HashMap::new()),
+            shared: None,
+        }
+    }
+
+    /// Counts with `counter` (shared by several nodes), at its limit.
+    pub fn shared(counter: Arc<dyn FailureCounter>) -> Self {
+        Self {
+            shared: Some(counter.clone()),
+            ..Self::new(counter.limit())
         }
     }
 
@@ -38,7 +70,15 @@ impl LoginThrottle {
 
     /// Records a failed login; true when it reaches the limit (the count then starts
     /// over, for the time the instance stays blocked and after it is unblocked).
-    pub fn failed(&self, domain: &str) -> bool {
+    pub async fn failed(&self, domain: &str) -> bool {
+        if let Some(counter) = &self.shared {
+            match counter.hit(domain).await {
+                Ok(tripped) => return tripped,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot count a failed login in the shared counter; counting in memory");
+                }
+            }
+        }
         self.failed_at(domain, Instant::now())
     }
 
@@ -93,6 +133,6 @@ mod tests {
             !t.failed_at("a", start + WINDOW + Duration::from_secs(2)),
             "starts over"
         );
-        assert!(!LoginThrottle::new(0).failed("a"));
+        assert!(!LoginThrottle::new(0).failed_at("a", start));
     }
 }
