@@ -32,6 +32,40 @@ fn reset_peak() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+/// Samples the anonymous memory (`RssAnon`: heap and stacks, not the mapped database
+/// pages that `VmRSS` also counts) every 20 ms until dropped; answers the peak.
+struct AnonPeak {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<f64>>,
+}
+
+impl AnonPeak {
+    fn start() -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut peak: f64 = 0.0;
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(vm("RssAnon:"));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            peak
+        });
+        Self {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    fn finish(mut self) -> f64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or(0.0)
+    }
+}
+
 fn run_cmd(cmd: &str) -> anyhow::Result<Duration> {
     let start = Instant::now();
     let status = std::process::Command::new("sh")
@@ -130,6 +164,8 @@ pub(crate) fn run(total_mib: u64, files: usize) -> anyhow::Result<()> {
     std::fs::create_dir_all(&parts_dir)?;
     reset_peak();
     let export_base = vm("VmRSS:");
+    let export_anon_base = vm("RssAnon:");
+    let export_anon = AnonPeak::start();
     let start = Instant::now();
     let (mac, cursors) = rt.block_on(async {
         let job = state
@@ -189,6 +225,7 @@ pub(crate) fn run(total_mib: u64, files: usize) -> anyhow::Result<()> {
     }
     let export_time = start.elapsed();
     let export_peak = vm("VmHWM:");
+    let export_anon = export_anon.finish();
     let zip_out = root.join("baseline.zip");
     let zip_time = run_cmd(&format!(
         "cd '{}' && zip -0 -r -q '{}' . -x '.cozy_*' && sync -f '{}'",
@@ -208,6 +245,8 @@ pub(crate) fn run(total_mib: u64, files: usize) -> anyhow::Result<()> {
     let dst_inst = rt.block_on(instances.get_str(dst))?;
     reset_peak();
     let import_base = vm("VmRSS:");
+    let import_anon_base = vm("RssAnon:");
+    let import_anon = AnonPeak::start();
     let start = Instant::now();
     rt.block_on(async {
         let job = state
@@ -230,6 +269,7 @@ pub(crate) fn run(total_mib: u64, files: usize) -> anyhow::Result<()> {
     })?;
     let import_time = start.elapsed();
     let import_peak = vm("VmHWM:");
+    let import_anon = import_anon.finish();
     let unzip_dir = root.join("unzipped");
     let list: Vec<String> = part_files
         .iter()
@@ -268,6 +308,9 @@ pub(crate) fn run(total_mib: u64, files: usize) -> anyhow::Result<()> {
     print_table("Export and import", "zip tools", &rows);
     println!(
         "\npeak RSS of the process: export {export_peak:.0} MiB (from {export_base:.0} MiB), import {import_peak:.0} MiB (from {import_base:.0} MiB)"
+    );
+    println!(
+        "peak anonymous memory (RssAnon): export {export_anon:.0} MiB (from {export_anon_base:.0} MiB), import {import_anon:.0} MiB (from {import_anon_base:.0} MiB)"
     );
     Ok(())
 }
