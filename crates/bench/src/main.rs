@@ -6,12 +6,15 @@
 //! `cargo run --release -p hearth-bench -- instances [--max N]` or
 //! `cargo run --release -p hearth-bench -- files [--big-mib N] [--small N]` or
 //! `cargo run --release -p hearth-bench -- jobs [--jobs N] [--images N] [--sync-normal]` or
-//! `cargo run --release -p hearth-bench -- move [--mib N] [--files N]`.
+//! `cargo run --release -p hearth-bench -- move [--mib N] [--files N]` or
+//! `cargo run --release -p hearth-bench -- nodes [--clients N] [--seconds N] [--instances N]`
+//! (after `cargo build --release -p hearth`).
 
 mod files;
 mod instances;
 mod jobs;
 mod moves;
+mod nodes;
 mod store;
 mod store_pg;
 
@@ -58,9 +61,14 @@ fn main() -> anyhow::Result<()> {
             let files = flag(&args, "--files").unwrap_or(20_000);
             moves::run(mib, files)
         }
+        "nodes" => nodes::run(&nodes::Options {
+            clients: flag(&args, "--clients").unwrap_or(16),
+            seconds: flag(&args, "--seconds").unwrap_or(15) as u64,
+            instances: flag(&args, "--instances").unwrap_or(8),
+        }),
         other => {
             anyhow::bail!(
-                "unknown scenario {other:?} (known: store, store-postgres, instances, files, jobs, move)"
+                "unknown scenario {other:?} (known: store, store-postgres, instances, files, jobs, move, nodes)"
             )
         }
     }

@@ -1,10 +1,12 @@
-//! The `hearth` binary's logic: configuration, `serve`, and `config passwd`.
+//! The `hearth` binary's logic: configuration, `serve`, `migrate-storage` and
+//! `config passwd`.
 //!
 //! `main.rs` only parses the command line; everything here takes its inputs as values
 //! so that tests can run it in-process.
 
 pub mod config;
 pub mod keys;
+pub mod migrate;
 pub mod passwd;
 pub mod serve;
 

@@ -66,6 +66,46 @@ enum Command {
     /// API (there is no CouchDB console with the embedded store)
     #[command(visible_alias = "doc")]
     Docs(Box<hearth_cli::DocsArgs>),
+    /// Copy one instance's documents and file contents from the configured backends to
+    /// other ones (e.g. SQLite and the local disk to PostgreSQL and S3), then check the
+    /// copy; switch the configuration afterwards
+    MigrateStorage(Box<MigrateStorageArgs>),
+}
+
+/// The instance must be blocked (through the running server: `hearth instances modify
+/// <domain> --blocked`), or the server stopped and `--block` given. Nothing is removed
+/// from the current backends; running the command again finishes an interrupted copy.
+#[derive(Debug, Args)]
+struct MigrateStorageArgs {
+    /// The instance to copy
+    #[arg(long, value_name = "DOMAIN")]
+    domain: Option<String>,
+    /// The target document store: sqlite://<dir> or postgres://…
+    #[arg(long, value_name = "URL")]
+    to_database: Option<String>,
+    /// The target file storage: file://<dir> or s3://<bucket>[/<prefix>]?endpoint=…
+    #[arg(long, value_name = "URL")]
+    to_fs: Option<String>,
+    /// The access key id of an s3:// target [default: fs.s3_access_key_id, then the AWS
+    /// environment]
+    #[arg(long, value_name = "ID", env = "HEARTH_TO_S3_ACCESS_KEY_ID")]
+    to_s3_access_key_id: Option<String>,
+    /// The secret access key of an s3:// target
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "HEARTH_TO_S3_SECRET_ACCESS_KEY",
+        hide_env_values = true
+    )]
+    to_s3_secret_access_key: Option<String>,
+    /// The server is stopped: block the instance here, and unblock it once the check
+    /// passed
+    #[arg(long)]
+    block: bool,
+    /// Also copy the global store (the registry of every instance, job tickets,
+    /// trigger schedules), for a server moving to a new database; server stopped
+    #[arg(long)]
+    global: bool,
 }
 
 /// Flags override the configuration file and the HEARTH_* / COZY_* variables. The
@@ -414,5 +454,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Apps(args) => Ok(hearth_cli::run_apps(*args)),
         Command::Konnectors(args) => Ok(hearth_cli::run_konnectors(*args)),
         Command::Docs(args) => Ok(hearth_cli::run_docs(*args)),
+        Command::MigrateStorage(args) => {
+            let loaded = config::load(&LoadInput::from_process(cli.config, Overrides::default()))?;
+            let args = *args;
+            hearth::migrate::run(
+                loaded,
+                hearth::migrate::MigrateArgs {
+                    domain: args.domain,
+                    to_database: args.to_database,
+                    to_fs: args.to_fs,
+                    to_s3_access_key_id: args.to_s3_access_key_id,
+                    to_s3_secret_access_key: args.to_s3_secret_access_key,
+                    block: args.block,
+                    global: args.global,
+                },
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

@@ -240,11 +240,21 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
 const LEADER_LEASE: Duration = Duration::from_secs(15);
 /// How often each node reads the trigger schedule again (triggers made elsewhere).
 const SCHEDULE_REFRESH: Duration = Duration::from_secs(2);
+/// How long a node trusts its cached lookup of an instance without hearing of a
+/// change: the bound on staleness should an invalidation from another node be lost.
+const REGISTRY_CACHE_TTL: Duration = Duration::from_secs(30);
+/// The time to live of a per-instance lock (files tree, destruction), renewed
+/// while held: how long a node that died holding one blocks the others.
+const INSTANCE_LOCK_TTL: Duration = Duration::from_secs(15);
+/// How long a request waits for a per-instance lock held by another node.
+const INSTANCE_LOCK_WAIT: Duration = Duration::from_secs(60);
 
 /// This node's part in a cluster of nodes sharing one Redis.
 struct Cluster {
     leader: Arc<hearth_redis::LeaderLease>,
     _bridge: hearth_redis::EventBridge,
+    /// Drops the cached instances other nodes changed.
+    invalidation: tokio::task::JoinHandle<()>,
 }
 
 impl Cluster {
@@ -273,9 +283,11 @@ impl Cluster {
         .context("cannot start the Redis job broker")?;
         let logins =
             hearth_redis::RateLimiter::login_failures(&redis, config.auth.login_failures_per_hour);
+        let locks = SharedLocks(hearth_redis::Locks::new(&redis));
         let state = state
             .with_broker(Arc::new(broker))
-            .with_shared_login_failures(Arc::new(SharedLogins(logins)));
+            .with_shared_login_failures(Arc::new(SharedLogins(logins)))
+            .with_instance_locks(Arc::new(locks));
         let leader = Arc::new(
             hearth_redis::LeaderLease::start(&redis, "scheduler", LEADER_LEASE)
                 .await
@@ -286,9 +298,17 @@ impl Cluster {
             weak.upgrade().is_some_and(|l| l.is_leader())
         }));
         state.jobs.set_schedule_refresh(SCHEDULE_REFRESH);
+        // Subscribed before the bridge starts, so no registry event is missed.
+        let registry_events = state.events.subscribe(&hearth_core::InstanceId::global());
         let bridge = hearth_redis::EventBridge::start(&redis, &state.events)
             .await
             .context("cannot bridge realtime events through Redis")?;
+        state.instances.set_cache_ttl(Some(REGISTRY_CACHE_TTL));
+        let invalidation = tokio::spawn(forget_changed_instances(
+            state.instances.clone(),
+            registry_events,
+            bridge.resubscribed(),
+        ));
         tracing::info!(
             node = %node_id,
             redis = %crate::config::redact_url(url),
@@ -300,6 +320,7 @@ impl Cluster {
             Self {
                 leader,
                 _bridge: bridge,
+                invalidation,
             },
             state,
         ))
@@ -307,6 +328,7 @@ impl Cluster {
 
     /// Gives the leader lease back, so another node fires the triggers at once.
     async fn leave(self) {
+        self.invalidation.abort();
         match Arc::try_unwrap(self.leader) {
             Ok(leader) => {
                 if let Err(e) = leader.resign().await {
@@ -315,6 +337,61 @@ impl Cluster {
             }
             Err(leader) => leader.stop(),
         }
+    }
+}
+
+/// Drops this node's cached lookups of the instances whose registry documents
+/// were written (on any node: local writes arrive here too, harmlessly), and all
+/// of them when events may have been missed (a lagging receiver, a lost Redis
+/// subscription).
+async fn forget_changed_instances(
+    instances: Arc<hearth_instances::Instances>,
+    mut events: tokio::sync::broadcast::Receiver<Arc<hearth_store::events::Event>>,
+    mut resubscribed: tokio::sync::watch::Receiver<u64>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        tokio::select! {
+            received = events.recv() => match received {
+                Ok(event) => {
+                    instances.forget_changed(&event);
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::debug!(missed, "registry events missed; forgetting every cached instance");
+                    instances.forget_all();
+                }
+                Err(RecvError::Closed) => return,
+            },
+            changed = resubscribed.changed() => {
+                if changed.is_err() {
+                    // The bridge is gone: the cache's time to live is all that is left.
+                    std::future::pending::<()>().await;
+                }
+                instances.forget_all();
+            }
+        }
+    }
+}
+
+/// The per-instance locks in Redis, as the files service and the admin API take
+/// them: renewed while held, waited for up to [`INSTANCE_LOCK_WAIT`].
+struct SharedLocks(hearth_redis::Locks);
+
+impl hearth_vfs::InstanceLock for SharedLocks {
+    fn lock<'a>(&'a self, name: &'a str) -> hearth_vfs::lock::LockFuture<'a> {
+        Box::pin(async move {
+            match self
+                .0
+                .hold(name, INSTANCE_LOCK_TTL, INSTANCE_LOCK_WAIT)
+                .await
+            {
+                Ok(Some(held)) => Ok(Box::new(held) as hearth_vfs::HeldLock),
+                Ok(None) => Err(hearth_vfs::LockError(format!(
+                    "the lock {name} is still held by another node after {INSTANCE_LOCK_WAIT:?}"
+                ))),
+                Err(e) => Err(hearth_vfs::LockError(e.to_string())),
+            }
+        })
     }
 }
 
@@ -500,7 +577,7 @@ async fn bind(addrs: Vec<SocketAddr>) -> std::io::Result<Vec<TcpListener>> {
 
 /// The blob store of an `s3://` `fs.url`, with the credentials of `fs.*` (or, when
 /// they are absent, those of the environment).
-fn s3_blob_store(
+pub(crate) fn s3_blob_store(
     s3: &crate::config::S3Location,
     fs: &crate::config::FsConfig,
 ) -> std::io::Result<hearth_blob_s3::S3BlobStore> {

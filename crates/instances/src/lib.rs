@@ -5,6 +5,10 @@
 //! `io.cozy.instances.domains` document per domain or alias, whose `_id` is the domain:
 //! the store's id uniqueness makes domains and aliases one namespace, atomically.
 //! Lookups by `Host` go through an in-memory cache that every write invalidates.
+//! Several nodes sharing the registry invalidate each other's caches: `serve` hands
+//! the registry's events coming from other nodes to [`Instances::forget_changed`],
+//! and [`Instances::set_cache_ttl`] bounds how long an entry may be trusted should
+//! such an event be lost.
 
 pub mod auth;
 mod domain;
@@ -22,12 +26,17 @@ pub mod tree;
 use std::{
     collections::HashMap,
     path::PathBuf,
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
 };
 
 use hearth_core::{Doctype, InstanceId, JsonMap};
 use hearth_store::{
     AllDocsQuery, DocStore, GetOptions, NotFoundReason, StoreError,
+    events::Event,
     mango::{FindQuery, IndexDef},
 };
 use serde_json::{Value, json};
@@ -70,7 +79,23 @@ pub enum Resolution {
 pub struct Instances {
     pub(crate) store: Arc<dyn DocStore>,
     pub(crate) config: InstancesConfig,
-    cache: RwLock<HashMap<String, Arc<Instance>>>,
+    cache: RwLock<Cache>,
+    /// How long a cached lookup is trusted, in milliseconds; 0 for ever.
+    cache_ttl_ms: AtomicU64,
+}
+
+/// Lookups by domain, and a count of the invalidations they have seen.
+#[derive(Default)]
+struct Cache {
+    entries: HashMap<String, Cached>,
+    /// Bumped by every invalidation: a lookup that read the registry before one
+    /// (and may hold the old document) does not fill the cache.
+    generation: u64,
+}
+
+struct Cached {
+    instance: Arc<Instance>,
+    at: Instant,
 }
 
 impl Instances {
@@ -90,8 +115,19 @@ impl Instances {
         Self {
             store,
             config,
-            cache: RwLock::new(HashMap::new()),
+            cache: RwLock::new(Cache::default()),
+            cache_ttl_ms: AtomicU64::new(0),
         }
+    }
+
+    /// Trusts a cached lookup for `ttl` at most (`None`: until a write invalidates
+    /// it). Several nodes set one, as a bound on the staleness an invalidation lost
+    /// between them would cause.
+    pub fn set_cache_ttl(&self, ttl: Option<Duration>) {
+        let ms = ttl.map_or(0, |t| {
+            u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)
+        });
+        self.cache_ttl_ms.store(ms, Ordering::Relaxed);
     }
 
     pub fn store(&self) -> &Arc<dyn DocStore> {
@@ -103,6 +139,7 @@ impl Instances {
         if let Some(i) = self.cached(domain.as_str()) {
             return Ok(i);
         }
+        let generation = self.cache_read().map_or(0, |c| c.generation);
         let claim = match self
             .store
             .get(
@@ -122,8 +159,16 @@ impl Instances {
             .and_then(Value::as_str)
             .ok_or(InstanceError::NotFound)?;
         let instance = Arc::new(self.load(id).await?);
-        if let Ok(mut cache) = self.cache.write() {
-            cache.insert(domain.as_str().to_owned(), instance.clone());
+        if let Ok(mut cache) = self.cache.write()
+            && cache.generation == generation
+        {
+            cache.entries.insert(
+                domain.as_str().to_owned(),
+                Cached {
+                    instance: instance.clone(),
+                    at: Instant::now(),
+                },
+            );
         }
         Ok(instance)
     }
@@ -203,17 +248,63 @@ impl Instances {
         }
     }
 
+    fn cache_read(&self) -> Option<std::sync::RwLockReadGuard<'_, Cache>> {
+        self.cache.read().ok()
+    }
+
     fn cached(&self, domain: &str) -> Option<Arc<Instance>> {
-        self.cache.read().ok().and_then(|c| c.get(domain).cloned())
+        let ttl = self.cache_ttl_ms.load(Ordering::Relaxed);
+        let cache = self.cache_read()?;
+        let entry = cache.entries.get(domain)?;
+        if ttl > 0 && entry.at.elapsed() >= Duration::from_millis(ttl) {
+            return None;
+        }
+        Some(entry.instance.clone())
+    }
+
+    /// Runs `f` on the cache and counts an invalidation.
+    fn invalidate(&self, f: impl FnOnce(&mut HashMap<String, Cached>)) {
+        if let Ok(mut cache) = self.cache.write() {
+            cache.generation += 1;
+            f(&mut cache.entries);
+        }
     }
 
     /// Forgets cached lookups of these domains (after a write).
-    pub(crate) fn forget<'a>(&self, domains: impl IntoIterator<Item = &'a str>) {
-        if let Ok(mut cache) = self.cache.write() {
+    pub fn forget<'a>(&self, domains: impl IntoIterator<Item = &'a str>) {
+        self.invalidate(|entries| {
             for d in domains {
-                cache.remove(d);
+                entries.remove(d);
             }
+        });
+    }
+
+    /// Forgets every cached lookup that led to the instance whose registry id is
+    /// `id` (its domain, its aliases).
+    pub fn forget_instance(&self, id: &str) {
+        self.invalidate(|entries| entries.retain(|_, c| c.instance.id != id));
+    }
+
+    /// Forgets every cached lookup (after invalidations may have been missed).
+    pub fn forget_all(&self) {
+        self.invalidate(HashMap::clear);
+    }
+
+    /// Forgets what a write to the registry, seen as a document event (typically
+    /// made by another node sharing the store), may have made stale; true if the
+    /// event was one of the registry's. Only the event's instance, doctype and id
+    /// are read, so an event stripped of its document does.
+    pub fn forget_changed(&self, event: &Event) -> bool {
+        if event.instance.as_str() != InstanceId::GLOBAL {
+            return false;
         }
+        match event.doctype.as_str() {
+            INSTANCES => self.forget_instance(&event.id),
+            // A domain claim: its id is the domain.
+            DOMAINS => self.forget([event.id.as_str()]),
+            _ => return false,
+        }
+        true
     }
 
     /// Saves an instance document (its `rev` must be current) and refreshes caches.

@@ -1,9 +1,10 @@
 //! Finished jobs do not stay forever: every day, the documents of jobs done or
 //! errored more than [`JobsConfig::keep_finished`](crate::JobsConfig) ago are removed,
-//! instance by instance (every thumbnail and mail leaves one).
+//! instance by instance (every thumbnail and mail leaves one). With several nodes,
+//! only the one leading the timed triggers ([`Jobs::set_leader_check`]) cleans.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hearth_core::{JsonMap, rfc3339};
 use hearth_instances::Instance;
@@ -15,19 +16,29 @@ use crate::{Jobs, JobsResult, doctype, model::JOBS, now_ms};
 
 /// Documents removed per store call.
 const BATCH: usize = 500;
+/// How often the documents of finished jobs are removed.
+const EVERY: Duration = Duration::from_secs(24 * 3600);
+/// How often a node looks whether it is time (and whether it leads).
+const LOOK: Duration = Duration::from_secs(3600);
 
 impl Jobs {
-    /// Runs [`Jobs::clean_finished`] on every instance now and then.
+    /// Runs [`Jobs::clean_finished`] on every instance once a day, on the node that
+    /// leads the timed triggers (the only node when there is one). A node that
+    /// becomes the leader cleans within the hour if it had not cleaned for a day.
     pub(crate) fn spawn_cleanup(self: &Arc<Self>) {
         let jobs = self.clone();
         tokio::spawn(async move {
             // Not at start: a restart should not also mean a burst of deletions.
             tokio::time::sleep(Duration::from_secs(600)).await;
+            let mut last: Option<Instant> = None;
             loop {
-                if let Err(e) = jobs.clean_all().await {
-                    tracing::warn!(error = %e, "cleaning finished jobs failed");
+                if last.is_none_or(|t| t.elapsed() >= EVERY) && jobs.sched.leads() {
+                    if let Err(e) = jobs.clean_all().await {
+                        tracing::warn!(error = %e, "cleaning finished jobs failed");
+                    }
+                    last = Some(Instant::now());
                 }
-                tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+                tokio::time::sleep(LOOK).await;
             }
         });
     }

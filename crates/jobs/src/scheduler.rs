@@ -111,8 +111,8 @@ impl SchedShared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether timed triggers fire on this node.
-    fn leads(&self) -> bool {
+    /// Whether timed triggers fire on this node (and finished jobs are cleaned).
+    pub(crate) fn leads(&self) -> bool {
         let check = self
             .leader
             .lock()
@@ -343,9 +343,9 @@ impl Jobs {
         });
     }
 
-    /// Fires timed triggers only while `leads` answers true (the node holding a
-    /// cluster's leader lease); `@event` triggers still fire where the write
-    /// happened. Before [`Jobs::start`]; use with [`Jobs::set_schedule_refresh`].
+    /// Fires timed triggers, and cleans finished jobs, only while `leads` answers
+    /// true (the node holding a cluster's leader lease); `@event` triggers still
+    /// fire where the write happened. Before [`Jobs::start`]; use with [`Jobs::set_schedule_refresh`].
     pub fn set_leader_check(&self, leads: LeaderCheck) {
         *self
             .sched

@@ -9,7 +9,12 @@
 //! fire on the node where the write happened, once).
 //!
 //! Pub/sub is fire-and-forget, like the hub's own channels: a node that is not
-//! subscribed at that moment (reconnecting) misses the event.
+//! subscribed at that moment (reconnecting) misses the event;
+//! [`EventBridge::resubscribed`] tells when that may have happened.
+//!
+//! The events of the global instance (the instances registry) cross without their
+//! document: other nodes only need to know which registry document changed (to drop
+//! their cached lookups), and the registry's documents hold secrets.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +24,7 @@ use futures_util::StreamExt;
 use hearth_core::{Doctype, InstanceId, JsonMap};
 use hearth_store::events::{Event, EventHub, EventObserver, Interest, Verb};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::{Redis, RedisResult, token};
@@ -32,6 +37,7 @@ const OUTBOX: usize = 4096;
 pub struct EventBridge {
     node: String,
     outbox: Arc<Outbox>,
+    resubscribed: watch::Receiver<u64>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -76,18 +82,27 @@ impl EventBridge {
             node.clone(),
             rx,
         ));
+        let (resubscribed_tx, resubscribed) = watch::channel(0);
         let subscriber = tokio::spawn(subscribe_loop(
             redis.clone(),
             channel,
             node.clone(),
             hub.clone(),
             pubsub,
+            resubscribed_tx,
         ));
         Ok(Self {
             node,
             outbox,
+            resubscribed,
             tasks: vec![publisher, subscriber],
         })
+    }
+
+    /// Counts the subscriptions made again after a lost one: each time it moves,
+    /// events of other nodes may have been missed in between.
+    pub fn resubscribed(&self) -> watch::Receiver<u64> {
+        self.resubscribed.clone()
     }
 
     /// Local events dropped because Redis could not keep up.
@@ -140,14 +155,19 @@ async fn publish_loop(
 ) {
     let mut conn = redis.conn();
     while let Some(event) = rx.recv().await {
+        let registry = event.instance.as_str() == InstanceId::GLOBAL;
         let wire = Wire {
             node: node.clone(),
             instance: event.instance.as_str().to_owned(),
             doctype: event.doctype.as_str().to_owned(),
             id: event.id.clone(),
             verb: event.verb.as_str().to_owned(),
-            doc: event.doc.clone(),
-            old: event.old.clone(),
+            doc: if registry {
+                stripped(&event.doc)
+            } else {
+                event.doc.clone()
+            },
+            old: if registry { None } else { event.old.clone() },
         };
         let Ok(payload) = serde_json::to_string(&wire) else {
             continue;
@@ -163,12 +183,21 @@ async fn publish_loop(
     }
 }
 
+/// A registry document as it crosses nodes: its `_id`, `_rev` and `_deleted` only.
+fn stripped(doc: &JsonMap) -> JsonMap {
+    doc.iter()
+        .filter(|(k, _)| matches!(k.as_str(), "_id" | "_rev" | "_deleted"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 async fn subscribe_loop(
     redis: Redis,
     channel: String,
     node: String,
     hub: EventHub,
     first: redis::aio::PubSub,
+    resubscribed: watch::Sender<u64>,
 ) {
     let mut pubsub = Some(first);
     loop {
@@ -194,7 +223,10 @@ async fn subscribe_loop(
         tokio::time::sleep(Duration::from_secs(1)).await;
         match redis.pubsub().await {
             Ok(mut sub) => match sub.subscribe(&channel).await {
-                Ok(()) => pubsub = Some(sub),
+                Ok(()) => {
+                    pubsub = Some(sub);
+                    resubscribed.send_modify(|n| *n += 1);
+                }
                 Err(e) => tracing::debug!(error = %e, "cannot resubscribe to realtime events"),
             },
             Err(e) => tracing::debug!(error = %e, "cannot reconnect for realtime events"),

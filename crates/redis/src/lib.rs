@@ -5,7 +5,8 @@
 //!   with a lease per node so a dead node's running jobs are run again and a live
 //!   node's never are.
 //! - [`Locks`]: a lock per key with a time to live and an owner token (destroying
-//!   or importing an instance on one node at a time).
+//!   an instance, changing its files tree, on one node at a time), kept alive while
+//!   held with [`Locks::hold`].
 //! - [`RateLimiter`]: a sliding-window counter per key, the shared form of the web
 //!   crate's in-process login throttle.
 //! - [`LeaderLease`]: one node fires the timed triggers; a lease renewed while it
@@ -29,7 +30,7 @@
 //! let _bridge = EventBridge::start(&redis, hub).await?;         // keep it alive
 //! let leader = LeaderLease::start(&redis, "scheduler", Duration::from_secs(15)).await?;
 //! // the scheduler fires timed triggers only while leader.is_leader();
-//! let locks = Locks::new(&redis);                               // destroy, import
+//! let locks = Locks::new(&redis);          // per instance: files tree (hold), destroy
 //! let logins = RateLimiter::login_failures(&redis, limit);      // LOGIN_FAILED
 //! ```
 //!
@@ -51,7 +52,7 @@ pub use broker::{BrokerOptions, RedisBroker};
 pub use events::EventBridge;
 pub use leader::LeaderLease;
 pub use limit::RateLimiter;
-pub use lock::{LockGuard, Locks};
+pub use lock::{HeldLock, LockGuard, Locks};
 
 /// What went wrong talking to Redis.
 #[derive(Debug, thiserror::Error)]

@@ -311,6 +311,19 @@ impl DocStore for PostgresStore {
         Ok(write_tx!(self, x => write::bulk_many(&mut x, base, inst, groups)))
     }
 
+    async fn restore(
+        &self,
+        inst: &InstanceId,
+        dt: &Doctype,
+        docs: Vec<JsonMap>,
+    ) -> StoreResult<()> {
+        let base = self.base();
+        write_tx!(self, x => async {
+            write::restore(&mut x, base, inst, dt, docs).await.map(|()| ((), true))
+        });
+        Ok(())
+    }
+
     async fn all_docs(
         &self,
         inst: &InstanceId,

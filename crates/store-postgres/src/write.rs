@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use hearth_core::{Doctype, InstanceId, JsonMap, Rev, new_doc_id};
 use hearth_store::{
-    BulkResult, IndexCreated, NotFoundReason, StoreError, StoreResult, Written, mango::IndexDef,
-    split_doc,
+    BulkResult, IndexCreated, NotFoundReason, Restored, StoreError, StoreResult, Written,
+    mango::IndexDef, split_doc, split_restored,
 };
 use tokio_postgres::GenericClient;
 
@@ -80,12 +80,21 @@ impl Batch {
         x: &mut Exec<'_, C>,
         docs: &[JsonMap],
     ) -> StoreResult<()> {
-        let mut ids: Vec<String> = docs
+        let ids: Vec<String> = docs
             .iter()
             .filter_map(|d| d.get("_id").and_then(|v| v.as_str()))
-            .filter(|id| !self.known.contains_key(*id))
             .map(str::to_owned)
             .collect();
+        self.prefetch_ids(x, ids).await
+    }
+
+    /// Reads the stored state of these ids that the batch does not know yet.
+    pub async fn prefetch_ids<C: GenericClient + Sync>(
+        &mut self,
+        x: &mut Exec<'_, C>,
+        mut ids: Vec<String>,
+    ) -> StoreResult<()> {
+        ids.retain(|id| !self.known.contains_key(id));
         ids.sort_unstable();
         ids.dedup();
         if ids.is_empty() {
@@ -170,6 +179,40 @@ impl Batch {
             },
         );
         Ok(Written { id, rev })
+    }
+
+    /// Decides the write of a restored document (`DocStore::restore`): its revision
+    /// and history as given, nothing when the id holds that revision already (the
+    /// batch must have prefetched its id).
+    pub fn restore(&mut self, doc: Restored) {
+        let existing = self.known.get(&doc.id).cloned().flatten();
+        if existing
+            .as_ref()
+            .is_some_and(|e| e.rev == doc.rev && e.deleted == doc.deleted)
+        {
+            return;
+        }
+        let was_live = existing.as_ref().is_some_and(|e| !e.deleted);
+        self.seq += 1;
+        self.live += i64::from(!doc.deleted) - i64::from(was_live);
+        self.known.insert(
+            doc.id.clone(),
+            Some(Existing {
+                rev: doc.rev.clone(),
+                deleted: doc.deleted,
+                revs: doc.history.clone(),
+            }),
+        );
+        self.pending.insert(
+            doc.id,
+            Pending {
+                seq: self.seq,
+                rev: doc.rev.to_string(),
+                deleted: doc.deleted,
+                body: doc.body,
+                revs: doc.history,
+            },
+        );
     }
 
     /// Writes the batch's rows and counters (nothing when nothing was decided).
@@ -292,6 +335,28 @@ pub(crate) async fn put<C: GenericClient + Sync>(
     let written = batch.put(doc)?;
     batch.finish(x).await?;
     Ok(written)
+}
+
+/// Writes documents with their own revisions (`DocStore::restore`).
+pub(crate) async fn restore<C: GenericClient + Sync>(
+    x: &mut Exec<'_, C>,
+    base: &str,
+    inst: &InstanceId,
+    dt: &Doctype,
+    docs: Vec<JsonMap>,
+) -> StoreResult<()> {
+    let docs = docs
+        .into_iter()
+        .map(split_restored)
+        .collect::<StoreResult<Vec<_>>>()?;
+    let mut batch = Batch::start(x, base, inst, dt).await?;
+    batch
+        .prefetch_ids(x, docs.iter().map(|d| d.id.clone()).collect())
+        .await?;
+    for doc in docs {
+        batch.restore(doc);
+    }
+    batch.finish(x).await
 }
 
 /// A bulk write; `Ok((results, commit))` where `commit` says whether to commit.

@@ -179,6 +179,17 @@ impl DocStore for SqliteStore {
             .await
     }
 
+    async fn restore(
+        &self,
+        inst: &InstanceId,
+        dt: &Doctype,
+        docs: Vec<JsonMap>,
+    ) -> StoreResult<()> {
+        let dt = dt.clone();
+        self.write(inst, move |c, _| write::restore(c, &dt, docs))
+            .await
+    }
+
     async fn all_docs(
         &self,
         inst: &InstanceId,

@@ -3,7 +3,7 @@
 use hearth_core::{Doctype, JsonMap, Rev, new_doc_id};
 use hearth_store::{
     BulkResult, IndexCreated, NotFoundReason, StoreError, StoreResult, Written, mango::IndexDef,
-    split_doc,
+    split_doc, split_restored,
 };
 use rusqlite::{
     CachedStatement, Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior,
@@ -109,6 +109,59 @@ pub(crate) fn bulk_many(
         tx.commit().map_err(err)?;
     }
     Ok(out)
+}
+
+/// Writes documents with their own revisions (`DocStore::restore`), in one transaction.
+pub(crate) fn restore(conn: &mut Connection, dt: &Doctype, docs: Vec<JsonMap>) -> StoreResult<()> {
+    let docs = docs
+        .into_iter()
+        .map(split_restored)
+        .collect::<StoreResult<Vec<_>>>()?;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(err)?;
+    let mut batch = Batch::start(&tx, dt)?;
+    for doc in docs {
+        let existing = batch.existing(&doc.id)?;
+        match &existing {
+            Some(e) if e.rev == doc.rev && e.deleted == doc.deleted => continue,
+            Some(_) => {
+                batch
+                    .update
+                    .execute(params![
+                        (batch.seq + 1) as i64,
+                        doc.rev.to_string(),
+                        doc.deleted,
+                        doc.body,
+                        doc.history,
+                        doc.id
+                    ])
+                    .map_err(err)?;
+            }
+            None => {
+                tx.prepare_cached(&format!(
+                    "INSERT INTO {} (seq, id, rev, deleted, data, revs) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    batch.table.name()
+                ))
+                .and_then(|mut s| {
+                    s.execute(params![
+                        (batch.seq + 1) as i64,
+                        doc.id,
+                        doc.rev.to_string(),
+                        doc.deleted,
+                        doc.body,
+                        doc.history
+                    ])
+                })
+                .map_err(err)?;
+            }
+        }
+        batch.seq += 1;
+        let was_live = existing.as_ref().is_some_and(|e| !e.deleted);
+        batch.live += i64::from(!doc.deleted) - i64::from(was_live);
+    }
+    batch.finish(&tx)?;
+    tx.commit().map_err(err)
 }
 
 /// One doctype during a write transaction: its prepared statements, sequence and live

@@ -357,6 +357,16 @@ impl DocStore for EventedStore {
         Ok(results)
     }
 
+    /// Restored documents are copies of existing ones: no event is published.
+    async fn restore(
+        &self,
+        inst: &InstanceId,
+        dt: &Doctype,
+        docs: Vec<JsonMap>,
+    ) -> StoreResult<()> {
+        self.inner.restore(inst, dt, docs).await
+    }
+
     async fn all_docs(
         &self,
         inst: &InstanceId,

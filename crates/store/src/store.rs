@@ -237,6 +237,21 @@ pub trait DocStore: Send + Sync + 'static {
         Ok(out)
     }
 
+    /// Writes documents exactly as they are elsewhere, for migration and replication:
+    /// no revision check, no new revision.
+    ///
+    /// Each document needs `_id` and `_rev`; its `_rev` becomes the current revision
+    /// of that id, replacing whatever the id holds (a live document, a tombstone or
+    /// nothing). `_revisions` (`{start, ids}`, as [`DocStore::get`] answers with
+    /// `revs`) gives the history, and must start with `_rev`; without it the history
+    /// is empty. `_deleted: true` writes a tombstone. An id that already holds that
+    /// very revision (live or deleted alike) is left as it is, so restoring the same
+    /// documents twice writes nothing the second time. One transaction; the
+    /// documents get new sequence numbers in the changes feed, and no event is
+    /// published.
+    async fn restore(&self, inst: &InstanceId, dt: &Doctype, docs: Vec<JsonMap>)
+    -> StoreResult<()>;
+
     async fn all_docs(
         &self,
         inst: &InstanceId,
@@ -348,6 +363,79 @@ pub fn split_doc(mut doc: JsonMap) -> StoreResult<(Option<String>, Option<Rev>, 
         _ => return Err(StoreError::invalid("_rev must be a string")),
     };
     Ok((id, rev, deleted == Value::Bool(true), doc))
+}
+
+/// How many revision hashes a stored history keeps besides the current one (CouchDB's
+/// default `revs_limit` is 1000, the current revision included).
+pub const REVS_HISTORY_LIMIT: usize = 999;
+
+/// A document given to [`DocStore::restore`], checked and ready to be stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restored {
+    pub id: String,
+    pub rev: Rev,
+    pub deleted: bool,
+    /// The body as JSON text (`{}` for a tombstone).
+    pub body: String,
+    /// The hashes of the earlier revisions, newest first, separated by spaces (the
+    /// stores' `revs` column).
+    pub history: String,
+}
+
+/// Checks and splits a document for [`DocStore::restore`]: `_id` and `_rev` are
+/// required; `_revisions`, when present, must be `{start, ids}` starting with `_rev`.
+pub fn split_restored(mut doc: JsonMap) -> StoreResult<Restored> {
+    let revisions = doc.shift_remove("_revisions");
+    let (id, rev, deleted, body) = split_doc(doc)?;
+    let id = id.ok_or_else(|| StoreError::invalid("a restored document needs an _id"))?;
+    if id.starts_with('_') && !id.starts_with("_design/") && !id.starts_with("_local/") {
+        return Err(StoreError::invalid(
+            "Only reserved document ids may start with underscore.",
+        ));
+    }
+    let rev = rev.ok_or_else(|| StoreError::invalid("a restored document needs a _rev"))?;
+    let mut history = String::new();
+    if let Some(revisions) = revisions.filter(|r| !r.is_null()) {
+        let bad = || StoreError::invalid("_revisions must be {start, ids} ending at _rev");
+        let start = revisions
+            .get("start")
+            .and_then(Value::as_u64)
+            .ok_or_else(bad)?;
+        let ids = revisions
+            .get("ids")
+            .and_then(Value::as_array)
+            .ok_or_else(bad)?;
+        let mut hashes = ids.iter().map(Value::as_str);
+        if start != rev.generation || hashes.next() != Some(Some(rev.hash.as_str())) {
+            return Err(bad());
+        }
+        for hash in hashes.take(REVS_HISTORY_LIMIT) {
+            let hash = hash.ok_or_else(bad)?;
+            let valid = hash.len() == 32
+                && hash
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+            if !valid {
+                return Err(bad());
+            }
+            if !history.is_empty() {
+                history.push(' ');
+            }
+            history.push_str(hash);
+        }
+    }
+    let body = if deleted {
+        "{}".to_owned()
+    } else {
+        serde_json::to_string(&body).map_err(StoreError::internal)?
+    };
+    Ok(Restored {
+        id,
+        rev,
+        deleted,
+        body,
+        history,
+    })
 }
 
 /// Puts `_id` and `_rev` first in a stored body, as clients expect.

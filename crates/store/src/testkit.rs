@@ -30,7 +30,8 @@ macro_rules! conformance_tests {
             changes_feed, find_operators, find_sort_limit_skip_bookmark, find_uses_index_same_results,
             find_fields_projection, find_collation_order, create_index_idempotent,
             instances_are_isolated, missing_doctype, delete_doctype_and_destroy_instance,
-            bad_input_is_refused, bulk_many_and_create_indexes_are_atomic
+            bad_input_is_refused, bulk_many_and_create_indexes_are_atomic,
+            restore_keeps_revisions
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -883,6 +884,165 @@ pub async fn bulk_many_and_create_indexes_are_atomic(s: Store) {
 // ---------------------------------------------------------------------------------
 // Property tests: revisions against a model, Mango against a naive evaluator.
 // ---------------------------------------------------------------------------------
+
+pub async fn restore_keeps_revisions(s: Store) {
+    let (from, to, t) = (inst("alice"), inst("bob"), dt("io.cozy.notes"));
+    let mut rev = s
+        .put(&from, &t, obj(json!({"_id": "a", "v": 0})))
+        .await
+        .unwrap()
+        .rev;
+    for v in 1..3 {
+        rev = s
+            .put(
+                &from,
+                &t,
+                obj(json!({"_id": "a", "_rev": rev.to_string(), "v": v})),
+            )
+            .await
+            .unwrap()
+            .rev;
+    }
+    let original = s
+        .get(&from, &t, "a", GetOptions { revs: true })
+        .await
+        .unwrap();
+    let tomb_rev = "2-0123456789abcdef0123456789abcdef";
+    let tomb = obj(json!({"_id": "gone", "_rev": tomb_rev, "_deleted": true}));
+    let plain = obj(json!({"_id": "b", "_rev": "7-00000000000000000000000000000007", "w": 1}));
+    s.restore(&to, &t, vec![original.clone(), tomb.clone(), plain.clone()])
+        .await
+        .unwrap();
+    // The same revision and history, not a new one.
+    let copy = s
+        .get(&to, &t, "a", GetOptions { revs: true })
+        .await
+        .unwrap();
+    assert_eq!(copy, original);
+    let b = s
+        .get(&to, &t, "b", GetOptions { revs: true })
+        .await
+        .unwrap();
+    assert_eq!(b["_rev"], json!("7-00000000000000000000000000000007"));
+    assert_eq!(b["w"], json!(1));
+    assert_eq!(
+        b["_revisions"],
+        json!({"start": 7, "ids": ["00000000000000000000000000000007"]})
+    );
+    assert!(matches!(
+        s.get(&to, &t, "gone", GetOptions::default()).await,
+        Err(StoreError::NotFound(NotFoundReason::Deleted))
+    ));
+    assert_eq!(s.count(&to, &t).await.unwrap(), 2);
+    let changes = s.changes(&to, &t, &ChangesQuery::default()).await.unwrap();
+    assert_eq!(changes.results.len(), 3);
+    assert!(changes.results.iter().any(|c| c.id == "gone" && c.deleted));
+
+    // Again: nothing is written.
+    s.restore(&to, &t, vec![original.clone(), tomb, plain])
+        .await
+        .unwrap();
+    let again = s.changes(&to, &t, &ChangesQuery::default()).await.unwrap();
+    assert_eq!(again.last_seq, changes.last_seq);
+    assert_eq!(s.count(&to, &t).await.unwrap(), 2);
+
+    // A later revision replaces the copy; the copy accepts ordinary writes after it.
+    let newer = s
+        .put(
+            &from,
+            &t,
+            obj(json!({"_id": "a", "_rev": rev.to_string(), "v": 9})),
+        )
+        .await
+        .unwrap()
+        .rev;
+    let newer_doc = s
+        .get(&from, &t, "a", GetOptions { revs: true })
+        .await
+        .unwrap();
+    s.restore(&to, &t, vec![newer_doc]).await.unwrap();
+    let copy = s.get(&to, &t, "a", GetOptions::default()).await.unwrap();
+    assert_eq!(rev_of(&copy), newer);
+    let next = s
+        .put(
+            &to,
+            &t,
+            obj(json!({"_id": "a", "_rev": newer.to_string(), "v": 10})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(next.rev.generation, 5);
+    assert!(matches!(
+        s.put(
+            &to,
+            &t,
+            obj(json!({"_id": "a", "_rev": rev.to_string(), "v": 0}))
+        )
+        .await,
+        Err(StoreError::Conflict)
+    ));
+    let history = s
+        .get(&to, &t, "a", GetOptions { revs: true })
+        .await
+        .unwrap();
+    assert_eq!(history["_revisions"]["ids"].as_array().unwrap().len(), 5);
+
+    // A live document over a tombstone, and a tombstone over a live document.
+    s.restore(
+        &to,
+        &t,
+        vec![
+            obj(json!({"_id": "gone", "_rev": "3-0123456789abcdef0123456789abcdef", "back": true})),
+            obj(
+                json!({"_id": "b", "_rev": "8-00000000000000000000000000000008", "_deleted": true}),
+            ),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.get(&to, &t, "gone", GetOptions::default()).await.unwrap()["back"],
+        json!(true)
+    );
+    assert!(matches!(
+        s.get(&to, &t, "b", GetOptions::default()).await,
+        Err(StoreError::NotFound(NotFoundReason::Deleted))
+    ));
+    assert_eq!(s.count(&to, &t).await.unwrap(), 2);
+
+    // Bad input writes nothing, even the valid documents of the call.
+    let before = s.changes(&to, &t, &ChangesQuery::default()).await.unwrap();
+    for bad in [
+        obj(json!({"_id": "x"})),
+        obj(json!({"_rev": "1-0123456789abcdef0123456789abcdef"})),
+        obj(
+            json!({"_id": "x", "_rev": "2-0123456789abcdef0123456789abcdef",
+                   "_revisions": {"start": 2, "ids": ["ffffffffffffffffffffffffffffffff"]}}),
+        ),
+        obj(
+            json!({"_id": "x", "_rev": "2-0123456789abcdef0123456789abcdef",
+                   "_revisions": {"start": 2, "ids": ["0123456789abcdef0123456789abcdef", "nothex"]}}),
+        ),
+        obj(json!({"_id": "_x", "_rev": "1-0123456789abcdef0123456789abcdef"})),
+    ] {
+        let valid = obj(json!({"_id": "y", "_rev": "1-0123456789abcdef0123456789abcdef"}));
+        assert!(
+            matches!(
+                s.restore(&to, &t, vec![valid, bad.clone()]).await,
+                Err(StoreError::InvalidInput(_))
+            ),
+            "{bad:?}"
+        );
+    }
+    let after = s.changes(&to, &t, &ChangesQuery::default()).await.unwrap();
+    assert_eq!(after.last_seq, before.last_seq);
+    assert!(matches!(
+        s.get(&to, &t, "y", GetOptions::default()).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // The source instance is untouched.
+    assert_eq!(s.count(&from, &t).await.unwrap(), 1);
+}
 
 /// The naive evaluator: filter every document with the matcher, drop those lacking a
 /// sort field, order by collation keys then id, then skip and limit.

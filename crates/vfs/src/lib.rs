@@ -6,7 +6,8 @@
 //! its parent's path and its name. Every change to the tree (create, move, trash,
 //! destroy) runs under the instance's lock, so checks (name taken, quota) and the
 //! change they guard cannot interleave with another request's. Uploads stream into a
-//! temporary blob *before* taking the lock, so a slow upload blocks nobody.
+//! temporary blob *before* taking the lock, so a slow upload blocks nobody. With
+//! several nodes, an [`InstanceLock`] shared by them is taken too (see [`lock`]).
 //!
 //! Thumbnails of images are made by [`Vfs::make_thumbnails`] and served through
 //! signed links (see [`thumbs`]).
@@ -18,13 +19,14 @@ mod blob;
 mod error;
 mod fsck;
 mod import;
+pub mod lock;
 pub mod name;
 mod ops;
 pub mod thumbs;
 mod write;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use hearth_core::{Doctype, JsonMap};
 use hearth_instances::Instance;
@@ -41,6 +43,7 @@ pub use error::{VfsError, VfsResult};
 pub use fsck::Problem;
 pub use hearth_instances::tree::{ROOT_DIR_ID, TRASH_DIR_ID};
 pub use import::{IMPORT_BATCH, ImportBatch};
+pub use lock::{HeldLock, InstanceLock, LockError};
 pub use ops::Patch;
 pub use write::{NewDir, NewFile, Overwrite};
 
@@ -229,8 +232,17 @@ pub struct Vfs {
     pub(crate) store: Arc<dyn DocStore>,
     pub(crate) blobs: Arc<dyn BlobStore>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The lock shared with other nodes, taken after the in-process one.
+    shared_lock: OnceLock<Arc<dyn InstanceLock>>,
     usage: Mutex<HashMap<String, UsageEntry>>,
     indexed: Mutex<HashSet<String>>,
+}
+
+/// An instance's tree lock: the in-process mutex and, with several nodes, the
+/// shared lock (released first).
+pub(crate) struct TreeGuard {
+    _shared: Option<HeldLock>,
+    _local: tokio::sync::OwnedMutexGuard<()>,
 }
 
 impl std::fmt::Debug for Vfs {
@@ -251,6 +263,7 @@ impl Vfs {
             store,
             blobs,
             locks: Mutex::new(HashMap::new()),
+            shared_lock: OnceLock::new(),
             usage: Mutex::new(HashMap::new()),
             indexed: Mutex::new(HashSet::new()),
         }
@@ -260,8 +273,45 @@ impl Vfs {
         &self.blobs
     }
 
-    /// Serializes the tree changes of one instance.
-    pub(crate) async fn lock(&self, inst: &Instance) -> tokio::sync::OwnedMutexGuard<()> {
+    /// Serializes the tree changes of each instance across the nodes sharing the
+    /// store too, with `lock` (named `vfs:<instance id>/<prefix>`). Once, before
+    /// serving; false if a lock was set already.
+    pub fn set_instance_lock(&self, lock: Arc<dyn InstanceLock>) -> bool {
+        self.shared_lock.set(lock).is_ok()
+    }
+
+    /// The lock shared with other nodes, if any.
+    pub fn instance_lock(&self) -> Option<&Arc<dyn InstanceLock>> {
+        self.shared_lock.get()
+    }
+
+    /// Serializes the tree changes of one instance: this process's mutex, then the
+    /// lock shared with other nodes when there is one. Should the shared lock fail
+    /// (its backend down, a holder stuck), the change goes on under the mutex only,
+    /// loudly: a node that cannot reach the others still serves its requests.
+    pub(crate) async fn lock(&self, inst: &Instance) -> TreeGuard {
+        let local = self.local_lock(inst).await;
+        let shared = match self.shared_lock.get() {
+            None => None,
+            Some(shared) => match shared.lock(&format!("vfs:{}", key_of(inst))).await {
+                Ok(held) => Some(held),
+                Err(e) => {
+                    tracing::error!(
+                        domain = %inst.domain,
+                        error = %e,
+                        "cannot take the files lock shared by the nodes; going on with this node's"
+                    );
+                    None
+                }
+            },
+        };
+        TreeGuard {
+            _shared: shared,
+            _local: local,
+        }
+    }
+
+    async fn local_lock(&self, inst: &Instance) -> tokio::sync::OwnedMutexGuard<()> {
         let m = {
             let mut locks = self
                 .locks

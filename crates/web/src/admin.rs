@@ -460,6 +460,23 @@ async fn destroy_instance(
     State(state): State<AppState>,
     Path(domain): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    // With several nodes, one destruction of an instance at a time: a second one
+    // waits, then finds the instance gone.
+    let _held = match &state.instance_locks {
+        Some(locks) => Some(
+            locks
+                .lock(&format!("instance:{}", domain.to_ascii_lowercase()))
+                .await
+                .map_err(|e| {
+                    tracing::error!(domain = %domain, error = %e, "cannot take the instance's lock");
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the instance is locked by another operation; try again later",
+                    )
+                })?,
+        ),
+        None => None,
+    };
     // Its triggers and queued jobs go first, so that nothing fires during the
     // destruction (spec instances 4.7 step 7).
     if let Ok(i) = state.instances.get_str(&domain).await

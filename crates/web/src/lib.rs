@@ -84,6 +84,10 @@ pub struct AppState {
     /// Web apps are served on `<first label>-<slug>.<rest>` rather than on
     /// `<slug>.<instance domain>` (config `subdomains: flat`).
     pub flat_subdomains: bool,
+    /// Locks shared by the nodes serving the same instances (Redis): files tree
+    /// changes and instance destruction run on one node at a time. `None` on a
+    /// single node.
+    pub instance_locks: Option<Arc<dyn hearth_vfs::InstanceLock>>,
     jobs_config: JobsConfig,
     /// The jobs broker shared by several nodes; the in-process one when `None`.
     broker: Option<Arc<dyn hearth_jobs::Broker>>,
@@ -140,6 +144,7 @@ impl AppState {
             imports,
             apps,
             flat_subdomains: false,
+            instance_locks: None,
             konnectors_cmd: None,
             vfs,
             store,
@@ -180,8 +185,21 @@ impl AppState {
     /// Uses another files service (another blob store); build it over `self.store`
     /// so that its writes publish realtime events.
     pub fn with_vfs(mut self, vfs: Arc<Vfs>) -> Self {
+        if let Some(locks) = &self.instance_locks {
+            vfs.set_instance_lock(locks.clone());
+        }
         self.vfs = vfs;
         self.rebuild_jobs()
+    }
+
+    /// Takes these locks, shared with the other nodes, around files tree changes
+    /// (in addition to the in-process ones) and instance destruction.
+    pub fn with_instance_locks(mut self, locks: Arc<dyn hearth_vfs::InstanceLock>) -> Self {
+        if !self.vfs.set_instance_lock(locks.clone()) {
+            tracing::warn!("the files service already had a shared lock; kept it");
+        }
+        self.instance_locks = Some(locks);
+        self
     }
 
     /// Uses these jobs settings and this mailer (before [`AppState::start`]).

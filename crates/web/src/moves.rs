@@ -218,10 +218,13 @@ pub(crate) fn zip_response(part: Part, file_name: &str) -> Response {
     });
     // At the end of the pipe, a failed writer turns into an error of the body, so
     // the connection is cut rather than ended as if the zip were whole.
-    let stream =
-        futures_util::stream::try_unfold((reader, Some(done_rx)), |(mut r, done)| async move {
+    // One buffer for the whole part; each chunk is copied out at its exact size. (A
+    // fresh 64 KiB buffer per read, truncated, kept its capacity: small reads of zip
+    // headers queued in the connection's write buffer held 64 KiB each.)
+    let stream = futures_util::stream::try_unfold(
+        (reader, Some(done_rx), vec![0u8; 64 * 1024]),
+        |(mut r, done, mut buf)| async move {
             use tokio::io::AsyncReadExt;
-            let mut buf = vec![0u8; 64 * 1024];
             let n = r.read(&mut buf).await?;
             if n == 0 {
                 let ok = match done {
@@ -233,9 +236,10 @@ pub(crate) fn zip_response(part: Part, file_name: &str) -> Response {
                 }
                 return Ok::<_, io::Error>(None);
             }
-            buf.truncate(n);
-            Ok(Some((Bytes::from(buf), (r, done))))
-        });
+            let chunk = Bytes::copy_from_slice(&buf[..n]);
+            Ok(Some((chunk, (r, done, buf))))
+        },
+    );
     let disposition = format!(
         "attachment; filename=\"{}\"",
         file_name.replace(['"', '\\', '\r', '\n'], "_")

@@ -386,6 +386,9 @@ impl DocStore for BrokenStore {
     ) -> StoreResult<AllDocs> {
         broken()
     }
+    async fn restore(&self, _: &InstanceId, _: &Doctype, _: Vec<JsonMap>) -> StoreResult<()> {
+        broken()
+    }
     async fn changes(&self, _: &InstanceId, _: &Doctype, _: &ChangesQuery) -> StoreResult<Changes> {
         broken()
     }

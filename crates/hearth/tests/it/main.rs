@@ -6,6 +6,7 @@ mod cli;
 mod dropin;
 mod instances_cli;
 mod jobs;
+mod migrate;
 mod serve;
 mod two_nodes;
 

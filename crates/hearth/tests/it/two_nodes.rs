@@ -23,15 +23,15 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::{hearth, http, stderr, stdout};
 
-const PASSPHRASE: &str = "admin passphrase of the two nodes";
+pub(crate) const PASSPHRASE: &str = "admin passphrase of the two nodes";
 const PATIENCE: Duration = Duration::from_secs(60);
-const DOMAIN: &str = "twonodes.localhost";
+pub(crate) const DOMAIN: &str = "twonodes.localhost";
 
-const S3_ACCESS_KEY: &str = "hearth-it-access";
-const S3_SECRET_KEY: &str = "hearth-it-secret";
-const S3_BUCKET: &str = "hearth-it";
+pub(crate) const S3_ACCESS_KEY: &str = "hearth-it-access";
+pub(crate) const S3_SECRET_KEY: &str = "hearth-it-secret";
+pub(crate) const S3_BUCKET: &str = "hearth-it";
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
     l.local_addr().expect("addr").port()
 }
@@ -43,7 +43,7 @@ fn random_hex() -> String {
 }
 
 /// Pseudo-random bytes (xorshift), so that files differ and compare meaningfully.
-fn bytes(len: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
     (0..len)
         .map(|_| {
@@ -92,13 +92,13 @@ fn postgres_exec(sql: String) -> Result<(), String> {
 }
 
 /// A fresh database, dropped (with its connections) at the end.
-struct Database {
+pub(crate) struct Database {
     name: String,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Database {
-    fn create() -> Self {
+    pub(crate) fn create() -> Self {
         let name = format!("hearth_it_{}", random_hex());
         postgres_exec(format!("CREATE DATABASE {name}")).unwrap();
         let base = postgres_url();
@@ -151,10 +151,10 @@ impl Drop for RedisPrefix {
 
 // ---- S3: s3s-fs on loopback ----
 
-struct S3Server {
+pub(crate) struct S3Server {
     child: Child,
-    endpoint: String,
-    bucket_dir: PathBuf,
+    pub(crate) endpoint: String,
+    pub(crate) bucket_dir: PathBuf,
 }
 
 impl Drop for S3Server {
@@ -185,7 +185,7 @@ fn s3s_fs() -> PathBuf {
 }
 
 impl S3Server {
-    fn start(dir: &Path) -> Self {
+    pub(crate) fn start(dir: &Path) -> Self {
         let data = dir.join("s3");
         let bucket_dir = data.join(S3_BUCKET);
         std::fs::create_dir_all(&bucket_dir).unwrap();
@@ -230,9 +230,9 @@ impl S3Server {
 
 // ---- The nodes ----
 
-struct Node {
+pub(crate) struct Node {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     admin_port: u16,
     log: PathBuf,
 }
@@ -245,7 +245,7 @@ impl Drop for Node {
 }
 
 impl Node {
-    fn start(dir: &Path, config: &Path, name: &str) -> Self {
+    pub(crate) fn start(dir: &Path, config: &Path, name: &str) -> Self {
         let (port, admin_port) = (free_port(), free_port());
         let home = dir.join(name);
         std::fs::create_dir_all(&home).unwrap();
@@ -286,11 +286,11 @@ impl Node {
         }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn cli(&self, dir: &Path, args: &[&str]) -> Output {
+    pub(crate) fn cli(&self, dir: &Path, args: &[&str]) -> Output {
         hearth(dir)
             .env("HEARTH_ADMIN_PASSPHRASE", PASSPHRASE)
             .arg("instances")
@@ -302,7 +302,7 @@ impl Node {
             .expect("run hearth instances")
     }
 
-    fn api(&self, method: &str, path: &str, token: &str, body: &str) -> (u16, Value) {
+    pub(crate) fn api(&self, method: &str, path: &str, token: &str, body: &str) -> (u16, Value) {
         let (status, body) = http(
             self.port,
             method,
@@ -320,13 +320,13 @@ impl Node {
     }
 
     /// `POST /files/?Type=file&Name=<name>` with `content`: the status and the body.
-    fn upload(&self, token: &str, name: &str, content: &[u8]) -> (u16, Value) {
+    pub(crate) fn upload(&self, token: &str, name: &str, content: &[u8]) -> (u16, Value) {
         let head = upload_head(name, token, content.len());
         let (status, body) = raw_request(self.port, head.as_bytes(), content);
         (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
     }
 
-    fn download(&self, token: &str, id: &str) -> (u16, Vec<u8>) {
+    pub(crate) fn download(&self, token: &str, id: &str) -> (u16, Vec<u8>) {
         let head = format!(
             "GET /files/download/{id} HTTP/1.1\r\nHost: {DOMAIN}\r\nAuthorization: Bearer {token}\r\n\
              Connection: close\r\n\r\n"
@@ -334,7 +334,7 @@ impl Node {
         raw_request(self.port, head.as_bytes(), &[])
     }
 
-    fn kill(mut self) {
+    pub(crate) fn kill(mut self) {
         self.child.kill().expect("kill -9");
         self.child.wait().expect("reap");
     }
@@ -349,7 +349,7 @@ fn upload_head(name: &str, token: &str, len: usize) -> String {
 }
 
 /// One exchange with a binary body; the status and the body (de-chunked).
-fn raw_request(port: u16, head: &[u8], body: &[u8]) -> (u16, Vec<u8>) {
+pub(crate) fn raw_request(port: u16, head: &[u8], body: &[u8]) -> (u16, Vec<u8>) {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
         return (0, Vec::new());
     };
@@ -395,7 +395,7 @@ fn raw_request(port: u16, head: &[u8], body: &[u8]) -> (u16, Vec<u8>) {
 }
 
 #[track_caller]
-fn ok(out: &Output) -> String {
+pub(crate) fn ok(out: &Output) -> String {
     assert!(
         out.status.success(),
         "exit {:?}\nstdout: {}\nstderr: {}",
@@ -427,6 +427,18 @@ fn epoch_seconds(t: &str) -> f64 {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     (days * 86_400 + hh * 3600 + mm * 60) as f64 + secs
+}
+
+/// Calls `f` until `done` accepts its answer, for 2 s at most; the last answer.
+fn eventually<T>(mut f: impl FnMut() -> T, done: impl Fn(&T) -> bool) -> T {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let answer = f();
+        if done(&answer) || Instant::now() >= deadline {
+            return answer;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
 }
 
 /// The realtime websocket on `port` for the test instance, authenticated and
@@ -555,6 +567,66 @@ fn two_nodes_behave_as_one_server() {
         "{event}"
     );
     drop(ws);
+
+    // Blocking the instance through node 1's admin API reaches node 2, whose cached
+    // copy of the instance is dropped: it answers the blocked status within a
+    // second or two, and serves the instance again once unblocked. (A request
+    // without a CLI token, those pass the blocked check: its invalid token is a 400
+    // when the instance is served.)
+    let anonymous = |node: &Node| node.api("GET", "/files/io.cozy.files.root-dir", "nope", "");
+    let (status, body) = anonymous(&node2);
+    assert_eq!(status, 400, "{body}");
+    ok(&node1.cli(d, &["modify", DOMAIN, "--blocked"]));
+    let (status, body) = eventually(|| anonymous(&node2), |(status, _)| *status == 503);
+    assert_eq!(
+        status, 503,
+        "node 2 still serves a blocked instance: {body}"
+    );
+    assert_eq!(body[0]["title"], "Blocked", "{body}");
+    ok(&node1.cli(d, &["modify", DOMAIN, "--blocked=false"]));
+    let (status, body) = eventually(|| anonymous(&node2), |(status, _)| *status == 400);
+    assert_eq!(
+        status, 400,
+        "node 2 still blocks an unblocked instance: {body}"
+    );
+
+    // The files tree of an instance changes on one node at a time (a lock in
+    // Redis): two uploads of one name, one to each node at once, give one file and
+    // one conflict.
+    let mut raced = Vec::new();
+    for round in 0..5 {
+        let name = format!("race-{round}.bin");
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let racers: Vec<_> = [node1.port, node2.port]
+            .into_iter()
+            .enumerate()
+            .map(|(i, port)| {
+                let (barrier, token, name) = (barrier.clone(), token.clone(), name.clone());
+                std::thread::spawn(move || {
+                    let content = bytes(64 * 1024, 1000 + round * 2 + i as u64);
+                    let head = upload_head(&name, &token, content.len());
+                    barrier.wait();
+                    raw_request(port, head.as_bytes(), &content)
+                })
+            })
+            .collect();
+        let answers: Vec<(u16, Vec<u8>)> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+        let mut statuses: Vec<u16> = answers.iter().map(|(status, _)| *status).collect();
+        statuses.sort_unstable();
+        for (status, body) in &answers {
+            if *status == 201 {
+                let body: Value = serde_json::from_slice(body).unwrap();
+                raced.push(body["data"]["id"].as_str().unwrap().to_owned());
+            }
+        }
+        assert_eq!(
+            statuses,
+            [201, 409],
+            "round {round}\n{}\n{}",
+            node1.log(),
+            node2.log()
+        );
+    }
 
     // A timed trigger made on node 2 fires once per period across the two nodes,
     // whichever leads.
@@ -694,14 +766,19 @@ fn two_nodes_behave_as_one_server() {
     }
     let (status, meta) = node2.api("GET", "/files/metadata?Path=/big.bin", &token, "");
     assert_eq!(status, 404, "the interrupted upload left a file: {meta}");
-    // The stored contents: the first file, the acknowledged ones, and at most the
-    // small upload whose answer the kill cut; never the big one's half.
+    // The stored contents: the first file, the raced ones, the acknowledged ones,
+    // and at most the small upload whose answer the kill cut; never the big one's
+    // half.
     let objects = s3.file_objects();
+    let before = 1 + raced.len();
     assert!(
-        (acknowledged.len() + 1..=acknowledged.len() + 2).contains(&objects.len()),
+        (acknowledged.len() + before..=acknowledged.len() + before + 1).contains(&objects.len()),
         "{objects:?} vs {acknowledged:?}"
     );
     assert!(objects.contains(&id), "{id} not in {objects:?}");
+    for id in &raced {
+        assert!(objects.contains(id), "{id} not in {objects:?}");
+    }
     for (id, _) in &acknowledged {
         assert!(objects.contains(id), "{id} not in {objects:?}");
     }

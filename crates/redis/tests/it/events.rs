@@ -93,3 +93,34 @@ async fn deployments_under_other_prefixes_do_not_hear_each_other() {
             .is_err()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_events_cross_without_their_document() {
+    let prefix = prefix();
+    let _cleanup = Cleanup(prefix.clone());
+    let (hub1, hub2) = (EventHub::new(), EventHub::new());
+    let _bridge1 = EventBridge::start(&connect(&prefix).await, &hub1)
+        .await
+        .unwrap();
+    let _bridge2 = EventBridge::start(&connect(&prefix).await, &hub2)
+        .await
+        .unwrap();
+    let global = InstanceId::global();
+    let mut on2 = hub2.subscribe(&global);
+    let mut sent = event(&global, "instance-1", Verb::Updated);
+    sent.doctype = Doctype::new("io.cozy.instances").unwrap();
+    sent.doc
+        .insert("passphrase_hash".into(), json!("secret hash"));
+    hub1.publish(sent.clone());
+    let got = tokio::time::timeout(Duration::from_secs(3), on2.recv())
+        .await
+        .expect("the event crossed")
+        .unwrap();
+    assert_eq!(
+        (got.doctype.as_str(), got.id.as_str()),
+        ("io.cozy.instances", "instance-1")
+    );
+    assert_eq!(got.verb, Verb::Updated);
+    let keys: Vec<&str> = got.doc.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["_id", "_rev"], "{:?}", got.doc);
+}

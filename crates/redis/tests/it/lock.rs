@@ -84,3 +84,35 @@ async fn an_expired_holder_cannot_free_the_next_ones_lock() {
         .unwrap();
     assert!(again.is_some(), "a dropped guard released its lock");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_lock_outlives_its_time_to_live_until_dropped() {
+    let prefix = prefix();
+    let _cleanup = Cleanup(prefix.clone());
+    let node1 = Locks::new(&connect(&prefix).await);
+    let node2 = Locks::new(&connect(&prefix).await);
+    let ttl = Duration::from_millis(300);
+    let held = node1
+        .hold("vfs:alice", ttl, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .expect("free");
+    // Three times its time to live later, the renewal still keeps it.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert!(held.held().await.unwrap(), "renewed");
+    assert!(node2.try_lock("vfs:alice", ttl).await.unwrap().is_none());
+    // A waiter gets it soon after the holder drops it.
+    let waiter = {
+        let node2 = node2.clone();
+        tokio::spawn(async move {
+            node2
+                .hold("vfs:alice", ttl, Duration::from_secs(5))
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(held);
+    let next = waiter.await.unwrap().expect("taken after the drop");
+    assert!(next.release().await.unwrap());
+}
