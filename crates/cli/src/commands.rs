@@ -398,8 +398,8 @@ pub struct AddArgs {
     /// Context (configuration profile) of the instance
     #[arg(long, value_name = "NAME")]
     pub context_name: Option<String>,
-    /// CouchDB cluster index (-1 lets the server choose)
-    #[arg(long, default_value_t = -1, allow_negative_numbers = true, value_name = "N")]
+    /// Database cluster index, of `database.clusters` (-1 lets the server choose)
+    #[arg(long, visible_alias = "db-cluster", default_value_t = -1, allow_negative_numbers = true, value_name = "N")]
     pub couch_cluster: i64,
     /// Deprecated, has no effect
     #[arg(long)]

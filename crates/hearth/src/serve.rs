@@ -98,22 +98,18 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(files_dir)
         .with_context(|| format!("cannot create the files directory {}", files_dir.display()))?;
-    let store: Arc<dyn hearth_store::DocStore> = match &loaded.backends.database {
-        DatabaseLocation::Sqlite { dir: db_dir } => {
-            let options = SqliteOptions {
-                max_open: config.database.max_open,
-                idle_timeout: config.database.idle_timeout,
-                synchronous_full: config.database.synchronous == Synchronous::Full,
-            };
-            Arc::new(SqliteStore::open(db_dir.clone(), options).with_context(|| {
-                format!("cannot open the document store in {}", db_dir.display())
-            })?)
-        }
-        DatabaseLocation::Postgres { url } => Arc::new(
-            PostgresStore::connect(url, PgOptions::default())
-                .await
-                .context("cannot open the PostgreSQL document store (database.url)")?,
-        ),
+    let mut stores = Vec::with_capacity(1 + loaded.backends.clusters.len());
+    for (n, location) in std::iter::once(&loaded.backends.database)
+        .chain(&loaded.backends.clusters)
+        .enumerate()
+    {
+        stores.push(open_store(location, config, n).await?);
+    }
+    let clusters = stores.len();
+    let store: Arc<dyn hearth_store::DocStore> = if clusters == 1 {
+        stores.remove(0)
+    } else {
+        Arc::new(hearth_store::clustered::ClusteredStore::new(stores).context("database.clusters")?)
     };
     // Every write (instances, settings, data, files) publishes realtime events.
     let store: Arc<dyn hearth_store::DocStore> = Arc::new(hearth_store::events::EventedStore::new(
@@ -131,7 +127,8 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
         },
     )
     .await
-    .context("cannot open the instances registry")?;
+    .context("cannot open the instances registry")?
+    .with_db_clusters(clusters);
     let body_limit = usize::try_from(config.limits.body_bytes).unwrap_or(usize::MAX);
     let mailer = hearth_mail::Mailer::new(mail_config(&config.mail), &config.mail.outbox_dir)
         .map_err(|e| loaded.error_at("mail", e.to_string()))?;
@@ -573,6 +570,36 @@ async fn bind(addrs: Vec<SocketAddr>) -> std::io::Result<Vec<TcpListener>> {
         (true, Some(e)) => Err(e),
         _ => Ok(listeners),
     }
+}
+
+/// The document store of one database cluster (0: `database.url`).
+async fn open_store(
+    location: &DatabaseLocation,
+    config: &crate::config::Config,
+    n: usize,
+) -> anyhow::Result<Arc<dyn hearth_store::DocStore>> {
+    Ok(match location {
+        DatabaseLocation::Sqlite { dir: db_dir } => {
+            let options = SqliteOptions {
+                max_open: config.database.max_open,
+                idle_timeout: config.database.idle_timeout,
+                synchronous_full: config.database.synchronous == Synchronous::Full,
+            };
+            Arc::new(SqliteStore::open(db_dir.clone(), options).with_context(|| {
+                format!(
+                    "cannot open the document store in {} (cluster {n})",
+                    db_dir.display()
+                )
+            })?)
+        }
+        DatabaseLocation::Postgres { url } => Arc::new(
+            PostgresStore::connect(url, PgOptions::default())
+                .await
+                .with_context(|| {
+                    format!("cannot open the PostgreSQL document store of cluster {n}")
+                })?,
+        ),
+    })
 }
 
 /// The blob store of an `s3://` `fs.url`, with the credentials of `fs.*` (or, when

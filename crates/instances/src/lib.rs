@@ -82,6 +82,8 @@ pub struct Instances {
     cache: RwLock<Cache>,
     /// How long a cached lookup is trusted, in milliseconds; 0 for ever.
     cache_ttl_ms: AtomicU64,
+    /// How many database clusters new instances can be put on (`database.clusters`).
+    pub(crate) db_clusters: usize,
 }
 
 /// Lookups by domain, and a count of the invalidations they have seen.
@@ -117,7 +119,19 @@ impl Instances {
             config,
             cache: RwLock::new(Cache::default()),
             cache_ttl_ms: AtomicU64::new(0),
+            db_clusters: 1,
         }
+    }
+
+    /// New instances may go on any of `n` database clusters (`--db-cluster`); the
+    /// store must route them (`hearth_store::clustered::ClusteredStore`).
+    pub fn with_db_clusters(mut self, n: usize) -> Self {
+        self.db_clusters = n.max(1);
+        self
+    }
+
+    pub fn db_clusters(&self) -> usize {
+        self.db_clusters
     }
 
     /// Trusts a cached lookup for `ttl` at most (`None`: until a write invalidates

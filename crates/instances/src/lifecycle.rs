@@ -15,6 +15,9 @@ use crate::{
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
     pub domain: String,
+    /// The database cluster (`--db-cluster`, `CouchCluster`); `None` lets the server
+    /// choose (cluster 0 when there is one, else by a hash of the domain).
+    pub db_cluster: Option<usize>,
     pub domain_aliases: Vec<String>,
     pub locale: Option<String>,
     pub passphrase: Option<String>,
@@ -260,6 +263,27 @@ impl Instances {
             });
         }
         let mut i = Instance::from(&domain);
+        let cluster = match opts.db_cluster {
+            Some(n) if n >= self.db_clusters => {
+                return Err(InstanceError::InvalidParameter {
+                    parameter: "db_cluster",
+                    detail: format!(
+                        "there is no database cluster {n} (clusters 0 to {})",
+                        self.db_clusters - 1
+                    ),
+                });
+            }
+            Some(n) => n,
+            // Spread evenly and the same way on every node: by the domain's hash.
+            None => {
+                let h = i
+                    .prefix
+                    .bytes()
+                    .fold(0usize, |a, b| a.wrapping_mul(31).wrapping_add(b as usize));
+                h % self.db_clusters
+            }
+        };
+        i.prefix = hearth_store::clustered::id_on_cluster(&i.prefix, cluster);
         i.id = hearth_core::new_doc_id();
         i.domain_aliases = aliases.clone();
         i.locale = opts

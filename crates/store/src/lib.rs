@@ -4,6 +4,7 @@
 //! PostgreSQL) implement it. Mango selectors ([`mango`]) and CouchDB collation
 //! ([`collate`]) live here so that every backend agrees on what a query means.
 
+pub mod clustered;
 pub mod collate;
 pub mod events;
 pub mod mango;

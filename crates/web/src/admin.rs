@@ -308,8 +308,14 @@ async fn create_instance(
         ApiError::invalid_parameter("domain", "Domain name contains illegal characters")
     })?;
     let kdf = integer(&q, "KdfIterations")?.unwrap_or(0);
+    // `-1` (the CLI's default) or nothing: the server chooses.
+    let db_cluster = match integer(&q, "DbCluster")?.or(integer(&q, "CouchCluster")?) {
+        Some(n) if n >= 0 => Some(n as usize),
+        _ => None,
+    };
     let opts = CreateOptions {
         domain: domain.to_owned(),
+        db_cluster,
         domain_aliases: list(&q, &["DomainAliases"]).unwrap_or_default(),
         locale: param(&q, &["Locale"]).map(str::to_owned),
         passphrase: param(&q, &["Passphrase"]).map(str::to_owned),

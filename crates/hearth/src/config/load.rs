@@ -905,6 +905,12 @@ fn validate(
         return Err(err("data_dir", "must not be empty".into()));
     }
     let database = parse_database_url(&config.database.url).map_err(|m| err("database.url", m))?;
+    let clusters = config
+        .database
+        .clusters
+        .iter()
+        .map(|u| parse_database_url(u).map_err(|m| err("database.clusters", m)))
+        .collect::<Result<Vec<_>, _>>()?;
     let (fs_url, fs) = parse_fs_url(&config.fs.url).map_err(|m| err("fs.url", m))?;
     config.fs.url = fs_url;
     if config.fs.s3_access_key_id.is_some() != config.fs.s3_secret_access_key.is_some() {
@@ -1018,7 +1024,11 @@ fn validate(
         sources,
         file,
         extra_files: Vec::new(),
-        backends: Backends { database, fs },
+        backends: Backends {
+            database,
+            clusters,
+            fs,
+        },
         warnings: Vec::new(),
     })
 }

@@ -152,6 +152,11 @@ pub struct DatabaseConfig {
     /// `full`: every commit reaches the disk before it is acknowledged. `normal`:
     /// faster, and a power cut may lose the last commits (never corrupts).
     pub synchronous: Synchronous,
+    /// More database clusters (URLs as `url`), numbered from 1 (`url` is cluster 0):
+    /// `instances add --db-cluster N` puts an instance's documents on cluster N; new
+    /// instances are spread over all of them by default.
+    #[serde(default)]
+    pub clusters: Vec<String>,
 }
 
 /// SQLite's `synchronous` pragma.
@@ -318,6 +323,7 @@ impl Config {
                 max_open: 256,
                 idle_timeout: Duration::from_secs(300),
                 synchronous: Synchronous::Full,
+                clusters: Vec::new(),
             },
             mail: MailConfig {
                 host: None,
@@ -376,6 +382,8 @@ impl Default for Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backends {
     pub database: DatabaseLocation,
+    /// `database.clusters`, checked.
+    pub clusters: Vec<DatabaseLocation>,
     pub fs: FsLocation,
 }
 
