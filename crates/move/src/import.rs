@@ -264,6 +264,21 @@ impl Imports {
         &self.instances
     }
 
+    /// With several nodes, one operation on an instance at a time (the lock the
+    /// instance's destruction takes too); `None` on a single node.
+    pub async fn lock_instance(
+        &self,
+        domain: &str,
+    ) -> Result<Option<hearth_vfs::HeldLock>, hearth_vfs::LockError> {
+        match self.vfs.instance_lock() {
+            Some(locks) => locks
+                .lock(&format!("instance:{}", domain.to_ascii_lowercase()))
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
+    }
+
     fn store(&self) -> &Arc<dyn hearth_store::DocStore> {
         self.instances.store()
     }

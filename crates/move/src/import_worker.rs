@@ -210,6 +210,18 @@ impl Worker for ImportWorker {
             .map_err(|e| JobError::fatal(format!("invalid import message: {e}")))?;
         let domain = ctx.instance.domain.clone();
         let job_id = ctx.job.id.clone();
+        // Nothing else (a destruction, another import) on this instance meanwhile,
+        // whichever node runs it.
+        let _held = match self.imports.lock_instance(&domain).await {
+            Ok(held) => held,
+            Err(e) => {
+                // Not retried: a second execution means "clean up after a crash".
+                self.release(&domain).await;
+                return Err(JobError::fatal(format!(
+                    "the instance is locked by another operation: {e}"
+                )));
+            }
+        };
         if ctx.attempt > 1 {
             // The previous run died with the server: clean up, do not import again.
             tracing::warn!(domain = %domain, job = %job_id, "an import was interrupted; resetting the instance");
