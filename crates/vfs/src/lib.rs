@@ -696,22 +696,45 @@ impl Vfs {
     }
 
     async fn scan_usage(&self, inst: &Instance) -> VfsResult<Usage> {
-        let sum = |docs: &[JsonMap]| docs.iter().map(size_of).fold(0u64, u64::saturating_add);
-        let mut q = FindQuery::new(Selector::parse(&json!({"type": "file"}))?);
-        q.fields = Some(vec![FieldPath::parse("size")?]);
-        let files = sum(&self.find_raw(inst, &q).await?.docs);
-        let mut vq = FindQuery::new(Selector::all());
-        vq.fields = Some(vec![FieldPath::parse("size")?]);
-        let versions = match self
-            .store
-            .find(&inst.instance_id(), &versions_dt(), &vq)
-            .await
-        {
-            Ok(r) => sum(&r.docs),
-            Err(StoreError::NotFound(NotFoundReason::NoDatabase)) => 0,
-            Err(e) => return Err(e.into()),
-        };
+        let files = self
+            .sum_sizes(
+                inst,
+                &files_dt(),
+                Selector::parse(&json!({"type": "file"}))?,
+            )
+            .await?;
+        let versions = self
+            .sum_sizes(inst, &versions_dt(), Selector::all())
+            .await?;
         Ok(Usage { files, versions })
+    }
+
+    /// The sum of the `size` of the documents matching `selector`, read a page at a
+    /// time: memory stays flat whatever the number of files.
+    async fn sum_sizes(&self, inst: &Instance, dt: &Doctype, selector: Selector) -> VfsResult<u64> {
+        const PAGE: usize = 1000;
+        let mut total = 0u64;
+        let mut bookmark = None;
+        loop {
+            let mut q = FindQuery::new(selector.clone());
+            q.fields = Some(vec![FieldPath::parse("size")?]);
+            q.limit = Some(PAGE);
+            q.bookmark = bookmark.take();
+            let page = match self.store.find(&inst.instance_id(), dt, &q).await {
+                Ok(r) => r,
+                Err(StoreError::NotFound(NotFoundReason::NoDatabase)) => return Ok(total),
+                Err(e) => return Err(e.into()),
+            };
+            total = page
+                .docs
+                .iter()
+                .map(size_of)
+                .fold(total, u64::saturating_add);
+            if page.docs.len() < PAGE || page.bookmark.is_empty() {
+                return Ok(total);
+            }
+            bookmark = Some(page.bookmark);
+        }
     }
 
     /// The bytes of trashed files.
