@@ -43,17 +43,22 @@ pub fn part_file_name(prefix: &str, doc: &ExportDoc, index: usize) -> String {
     }
 }
 
-/// Escapes a doctype as a URL path segment (Go's `url.PathEscape`).
-fn path_escape(s: &str) -> String {
+/// Percent-encodes every byte but ASCII letters, digits and `keep`.
+pub(crate) fn percent_escape(s: &str, keep: &[u8]) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~$&+=:@".contains(&b) {
+        if b.is_ascii_alphanumeric() || keep.contains(&b) {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
         }
     }
     out
+}
+
+/// Escapes a doctype as a URL path segment (Go's `url.PathEscape`).
+fn path_escape(s: &str) -> String {
+    percent_escape(s, b"-._~$&+=:@")
 }
 
 /// The bucket size (spec move 1.4 step 2).

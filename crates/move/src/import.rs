@@ -173,21 +173,9 @@ fn part_url(manifest_url: &str, cursor: Option<&str>) -> MoveResult<String> {
     let mut url = format!("{base}/move/exports/data/{mac}");
     if let Some(c) = cursor {
         url.push_str("?cursor=");
-        url.push_str(&query_escape(c));
+        url.push_str(&crate::export::percent_escape(c, b"-._~"));
     }
     Ok(url)
-}
-
-fn query_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// Why an import could not start or failed.

@@ -193,7 +193,7 @@ async fn waiting_page(Inst(i): Inst, headers: HeaderMap) -> Response {
          var ws = new WebSocket(proto + '//' + location.host + '/move/importing/realtime', 'io.cozy.websocket');\n  \
          ws.onmessage = function (e) {{ try {{ var m = JSON.parse(e.data); if (m.redirect) location.href = m.redirect; }} catch (_) {{}} }};\n}})();\n\
          </script>\n</body>\n</html>\n",
-        domain = pages_escape(&i.domain),
+        domain = crate::error::html_escape(&i.domain),
     );
     let mut resp = Html(html).into_response();
     resp.headers_mut().insert(
@@ -201,13 +201,6 @@ async fn waiting_page(Inst(i): Inst, headers: HeaderMap) -> Response {
         header::HeaderValue::from_static("no-store"),
     );
     resp
-}
-
-fn pages_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// `GET /move/importing/realtime`: one message `{"redirect": <login URL>}` when the
@@ -249,8 +242,12 @@ async fn follow_import(
         }
         tokio::select! {
             ev = events.recv() => {
-                if matches!(ev, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
-                    return;
+                match ev {
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    // An import writes thousands of documents: only the settings (the
+                    // `importing` flag) and the jobs can mean it ended.
+                    Ok(e) if !matches!(e.doctype.as_str(), "io.cozy.settings" | "io.cozy.jobs") => continue,
+                    _ => {}
                 }
             }
             _ = tick.tick() => {
