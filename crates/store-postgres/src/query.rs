@@ -245,66 +245,11 @@ struct Plan {
     warning: Option<String>,
 }
 
-const NO_INDEX_WARNING: &str = "No matching index found, create an index to optimize query time.";
-
-/// Chooses an index for the query, or none (the same rules as the SQLite store).
+/// Chooses an index for the query, or none ([`hearth_store::mango::choose_index`]).
 fn choose_index(indexes: &[Index], q: &FindQuery) -> (Option<Index>, Option<String>) {
-    let conds = q.selector.required_conditions();
-    let fits = |i: &Index| {
-        i.def.fields.len() >= q.sort.len() && i.def.fields[..q.sort.len()] == q.sort[..]
-    };
-    if let Some((ddoc, name)) = &q.use_index {
-        let wanted = indexes
-            .iter()
-            .find(|i| &i.def.ddoc == ddoc && name.as_ref().is_none_or(|n| n == &i.def.name));
-        match wanted {
-            Some(i) if fits(i) => return (Some(i.clone()), None),
-            _ => {
-                let warning = format!(
-                    "{ddoc} was not used because it does not contain a valid index for this query."
-                );
-                let (auto, _) = choose_index(
-                    indexes,
-                    &FindQuery {
-                        use_index: None,
-                        ..q.clone()
-                    },
-                );
-                return (auto, Some(warning));
-            }
-        }
-    }
-    // Indexes with a partial filter are only used when asked for, as in CouchDB.
-    let candidates = indexes
-        .iter()
-        .filter(|i| i.def.partial_filter_selector.is_none() && fits(i));
-    if !q.sort.is_empty() {
-        let best = candidates.min_by_key(|i| i.def.fields.len()).cloned();
-        let warning = best.is_none().then(|| NO_INDEX_WARNING.to_owned());
-        return (best, warning);
-    }
-    let score = |i: &Index| {
-        i.def
-            .fields
-            .iter()
-            .take_while(|f| conds.iter().any(|(p, c)| p == f && is_range(c)))
-            .count()
-    };
-    let best = candidates
-        .map(|i| (score(i), i))
-        .filter(|(s, _)| *s > 0)
-        .max_by_key(|(s, _)| *s)
-        .map(|(_, i)| i.clone());
-    let warning = best.is_none().then(|| NO_INDEX_WARNING.to_owned());
-    (best, warning)
-}
-
-/// Whether a condition implies a key range on its field.
-fn is_range(c: &Cond) -> bool {
-    matches!(
-        c,
-        Cond::Eq(_) | Cond::Gt(_) | Cond::Gte(_) | Cond::Lt(_) | Cond::Lte(_) | Cond::Exists(true)
-    )
+    let defs: Vec<&hearth_store::mango::IndexDef> = indexes.iter().map(|i| &i.def).collect();
+    let (pos, warning) = hearth_store::mango::choose_index(&defs, q);
+    (pos.and_then(|i| indexes.get(i).cloned()), warning)
 }
 
 fn has_object(v: &Value) -> bool {

@@ -688,6 +688,74 @@ impl Bookmark {
     }
 }
 
+/// The warning of a query that no index serves.
+pub const NO_INDEX_WARNING: &str =
+    "No matching index found, create an index to optimize query time.";
+
+/// Whether a condition implies a key range on its field (an index can narrow it).
+pub fn is_range(c: &Cond) -> bool {
+    matches!(
+        c,
+        Cond::Eq(_) | Cond::Gt(_) | Cond::Gte(_) | Cond::Lt(_) | Cond::Lte(_) | Cond::Exists(true)
+    )
+}
+
+/// Chooses the index a query uses among `indexes` (CouchDB's rules, the same for
+/// every backend): the one `use_index` names if it fits the sort, else the narrowest
+/// one whose fields start with the sort, else without a sort the one whose leading
+/// fields are constrained the most; indexes with a partial filter only when named.
+/// Answers the position of the index and the warning to return, if any.
+pub fn choose_index(indexes: &[&IndexDef], q: &FindQuery) -> (Option<usize>, Option<String>) {
+    let conds = q.selector.required_conditions();
+    let fits =
+        |d: &IndexDef| d.fields.len() >= q.sort.len() && d.fields[..q.sort.len()] == q.sort[..];
+    if let Some((ddoc, name)) = &q.use_index {
+        let wanted = indexes
+            .iter()
+            .position(|d| &d.ddoc == ddoc && name.as_ref().is_none_or(|n| n == &d.name));
+        match wanted {
+            Some(i) if fits(indexes[i]) => return (Some(i), None),
+            _ => {
+                let warning = format!(
+                    "{ddoc} was not used because it does not contain a valid index for this query."
+                );
+                let (auto, _) = choose_index(
+                    indexes,
+                    &FindQuery {
+                        use_index: None,
+                        ..q.clone()
+                    },
+                );
+                return (auto, Some(warning));
+            }
+        }
+    }
+    // Indexes with a partial filter are only used when asked for, as in CouchDB.
+    let candidates = indexes
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.partial_filter_selector.is_none() && fits(d));
+    let best = if q.sort.is_empty() {
+        let score = |d: &IndexDef| {
+            d.fields
+                .iter()
+                .take_while(|f| conds.iter().any(|(p, c)| p == f && is_range(c)))
+                .count()
+        };
+        candidates
+            .map(|(i, d)| (score(d), i))
+            .filter(|(s, _)| *s > 0)
+            .max_by_key(|(s, _)| *s)
+            .map(|(_, i)| i)
+    } else {
+        candidates
+            .min_by_key(|(_, d)| d.fields.len())
+            .map(|(i, _)| i)
+    };
+    let warning = best.is_none().then(|| NO_INDEX_WARNING.to_owned());
+    (best, warning)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
