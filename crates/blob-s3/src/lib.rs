@@ -315,7 +315,7 @@ fn convert(e: opendal::Error, doing: &str, key: &str) -> io::Error {
 /// A part of a key: not empty, not `.` or `..`, no `/` (nothing can reach another
 /// instance's or file's keys).
 fn part<'a>(what: &str, c: &'a str) -> io::Result<&'a str> {
-    if c.is_empty() || c == "." || c == ".." || c.contains(['/', '\0']) {
+    if !hearth_vfs::is_safe_component(c) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("refusing the {what} {c:?} in an S3 key"),

@@ -262,8 +262,14 @@ impl LocalBlobStore {
     }
 }
 
+/// Whether a name is one path (or key) component that cannot reach elsewhere: not
+/// empty, not `.` or `..`, no `/` or NUL. Every blob store checks names with it.
+pub fn is_safe_component(c: &str) -> bool {
+    !(c.is_empty() || c == "." || c == ".." || c.contains(['/', '\0']))
+}
+
 fn check_component(c: &str) -> io::Result<()> {
-    if c.is_empty() || c == "." || c == ".." || c.contains(['/', '\0']) {
+    if !is_safe_component(c) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("refusing the path component {c:?}"),
