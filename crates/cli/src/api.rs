@@ -120,6 +120,83 @@ fn base_url(host: &str, port: u16) -> String {
     }
 }
 
+/// `GET /instances/<domain>/move/usage`: bytes used by files and versions, and the
+/// quota (`None`: unlimited).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct MoveUsage {
+    pub used: u64,
+    #[serde(default)]
+    pub quota: Option<u64>,
+}
+
+/// The credentials of a target (`POST /instances/<domain>/move/token`). No `Debug`:
+/// they are secrets and never printed.
+#[derive(Clone, Deserialize)]
+pub struct MoveToken {
+    pub client_id: String,
+    pub client_secret: String,
+    pub token: String,
+    #[serde(default)]
+    pub used: u64,
+    #[serde(default)]
+    pub quota: Option<u64>,
+}
+
+/// `GET /instances/<domain>/move/status`: `idle`, `waiting` (the source exports),
+/// `importing`, `done` (with the import's report) or `errored` (with its error);
+/// `job_id` names the newest import.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct MoveStatus {
+    pub state: String,
+    #[serde(default)]
+    pub moved_from: Option<String>,
+    #[serde(default)]
+    pub job_id: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub report: Option<Value>,
+}
+
+/// The target of a move as the operator typed it, `http(s)://host[:port][/]`: the
+/// URL without a trailing slash, and the domain it names (`host[:port]`), lowercase.
+pub fn parse_move_target(url: &str) -> Result<(String, String), String> {
+    let bad = || format!("{url:?} is not the URL of an instance (such as https://bob.example.net)");
+    let url = url.trim();
+    let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return Err(bad());
+    }
+    let authority = rest.strip_suffix('/').unwrap_or(rest).to_ascii_lowercase();
+    if authority.is_empty() || authority.contains(['/', '?', '#', '@', ' ']) {
+        return Err(bad());
+    }
+    crate::check_domain(&authority).map_err(|_| bad())?;
+    Ok((format!("{scheme}://{authority}"), authority))
+}
+
+/// The body of the source's `POST /instances/<domain>/move`.
+#[derive(Clone)]
+pub struct MoveRequest {
+    pub target_url: String,
+    pub token: MoveToken,
+    pub ignore_vault: bool,
+}
+
+impl MoveRequest {
+    pub fn to_json(&self) -> String {
+        serde_json::json!({
+            "target_url": self.target_url,
+            "target_token": self.token.token,
+            "target_client_id": self.token.client_id,
+            "target_client_secret": self.token.client_secret,
+            "ignore_vault": self.ignore_vault,
+        })
+        .to_string()
+    }
+}
+
 /// The HTTP client of the admin API.
 pub struct AdminClient {
     agent: ureq::Agent,
@@ -495,6 +572,49 @@ impl AdminClient {
         ];
         let url = self.admin_url(&instance_path(domain, "/import"), &query);
         self.send(Method::Post, &url)?.json(200)
+    }
+
+    /// `GET /instances/<domain>/move/usage`: the bytes of the instance's files and
+    /// versions, and its quota.
+    pub fn move_usage(&self, domain: &str) -> Result<MoveUsage, ApiError> {
+        let url = self.admin_url(&instance_path(domain, "/move/usage"), &[]);
+        self.send(Method::Get, &url)?.json(200)
+    }
+
+    /// `POST /instances/<domain>/move/token` (target): a new OAuth client of the
+    /// instance and an access token with the move scope.
+    pub fn move_token(&self, domain: &str) -> Result<MoveToken, ApiError> {
+        let url = self.admin_url(&instance_path(domain, "/move/token"), &[]);
+        self.send(Method::Post, &url)?.json(200)
+    }
+
+    /// `GET /instances/<domain>/move/status` (target): where the move is.
+    pub fn move_status(&self, domain: &str) -> Result<MoveStatus, ApiError> {
+        let url = self.admin_url(&instance_path(domain, "/move/status"), &[]);
+        self.send(Method::Get, &url)?.json(200)
+    }
+
+    /// `POST /instances/<domain>/move` (source): blocks the target and starts the
+    /// export; answers the export job's id.
+    pub fn start_move(&self, domain: &str, req: &MoveRequest) -> Result<String, ApiError> {
+        #[derive(Deserialize)]
+        struct Started {
+            job_id: String,
+        }
+        let url = self.admin_url(&instance_path(domain, "/move"), &[]);
+        let body = req.to_json();
+        let started: Started = self.send_json(Method::Post, &url, Some(&body))?.json(202)?;
+        Ok(started.job_id)
+    }
+
+    /// A client of another server's admin API with the same passphrase (already
+    /// asked for, if it was asked: the operator types it once).
+    pub fn sibling(&self, endpoints: Endpoints) -> AdminClient {
+        let client = AdminClient::new(endpoints, self.source.clone());
+        if let Some(value) = self.authorization.get() {
+            let _ = client.authorization.set(value.clone());
+        }
+        client
     }
 
     /// `GET /instances/<domain>/exports`: the export documents, newest first.
@@ -1571,5 +1691,30 @@ mod tests {
             ..attrs
         };
         assert_eq!(attrs.db_prefix(), "cozy0123");
+    }
+
+    #[test]
+    fn move_targets() {
+        assert_eq!(
+            parse_move_target(" HTTPS://Bob.Example.net/ "),
+            Ok(("https://bob.example.net".into(), "bob.example.net".into()))
+        );
+        assert_eq!(
+            parse_move_target("http://bob.localhost:8081"),
+            Ok((
+                "http://bob.localhost:8081".into(),
+                "bob.localhost:8081".into()
+            ))
+        );
+        for bad in [
+            "bob.example.net",
+            "ftp://bob.example.net",
+            "https://",
+            "https://bob.example.net/path",
+            "https://me@bob.example.net",
+            "https://bob.example.net/?q",
+        ] {
+            assert!(parse_move_target(bad).is_err(), "{bad}");
+        }
     }
 }

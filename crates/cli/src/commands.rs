@@ -88,6 +88,10 @@ pub enum InstancesCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Move an instance to another server (or another instance of this one): the
+    /// target instance is reset and gets the data; the source is deleted 30 days
+    /// later. Waits for the end and prints the import's report
+    Move(MoveArgs),
     /// Print a CLI token for an instance
     TokenCli {
         domain: String,
@@ -382,6 +386,30 @@ impl FsckArgs {
         }
         q
     }
+}
+
+/// `instances move`: where the instance goes, and the target server's admin API.
+#[derive(Debug, Clone, Args)]
+pub struct MoveArgs {
+    /// The instance to move (on this server)
+    #[arg(long)]
+    pub domain: String,
+    /// The URL of the target instance (`https://bob.example.net`); it must exist
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// Host of the target server's admin API [default: this server's admin host]
+    /// (its passphrase: HEARTH_TO_ADMIN_PASSPHRASE, else this server's)
+    #[arg(long, value_name = "HOST")]
+    pub to_admin_host: Option<String>,
+    /// Port of the target server's admin API [default: this server's admin port]
+    #[arg(long, value_name = "PORT")]
+    pub to_admin_port: Option<u16>,
+    /// Move even though the password vault cannot follow (its items stay behind)
+    #[arg(long)]
+    pub ignore_vault: bool,
+    /// Do not ask for confirmation
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -123,6 +123,9 @@ pub struct Settings {
     /// `HEARTH_DOMAIN` (or `COZY_DOMAIN`): the instance of `jobs` and `triggers` when
     /// `--domain` is not given.
     pub domain: Option<String>,
+    /// `HEARTH_TO_ADMIN_PASSPHRASE`: the passphrase of the target server's admin API
+    /// (`instances move`); this server's when unset.
+    pub to_passphrase: Option<String>,
 }
 
 impl Settings {
@@ -186,6 +189,7 @@ impl Settings {
             ])
             .map(|(_, v)| v),
             domain: var(&["HEARTH_DOMAIN", "COZY_DOMAIN"]).map(|(_, v)| v.trim().to_owned()),
+            to_passphrase: var(&["HEARTH_TO_ADMIN_PASSPHRASE"]).map(|(_, v)| v),
         })
     }
 
@@ -232,6 +236,7 @@ mod tests {
                 passphrase: PassphraseSource::Missing,
                 add_rm_disabled: None,
                 domain: None,
+                to_passphrase: None,
             }
         );
         assert_eq!(s.endpoints().admin, "http://localhost:6060");
@@ -261,6 +266,14 @@ mod tests {
             ("cozy-admin", 2222, "hearth-host", 3333)
         );
         assert_eq!(s.domain.as_deref(), Some("cozy.example"));
+        assert_eq!(s.to_passphrase, None);
+        let t = resolve(
+            GlobalArgs::default(),
+            &[("HEARTH_TO_ADMIN_PASSPHRASE", "target")],
+            false,
+        )
+        .expect("settings");
+        assert_eq!(t.to_passphrase.as_deref(), Some("target"));
         let d = resolve(
             GlobalArgs::default(),
             &[("HEARTH_DOMAIN", "h.example"), ("COZY_DOMAIN", "c.example")],

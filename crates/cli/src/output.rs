@@ -135,21 +135,23 @@ pub fn available_fields() -> String {
     AVAILABLE_FIELDS.iter().map(|f| format!("{f}\n")).collect()
 }
 
-/// The state column of `ls`: `deleting` (a deletion running or scheduled, a Hearth
-/// extension), `onboarded`, `onboarding` (a register token is pending) or `pending`.
-pub fn state(a: &InstanceAttributes) -> &'static str {
-    if a.deleting
-        || a.deletion_scheduled_at
-            .as_deref()
-            .is_some_and(|d| !d.is_empty())
-    {
-        "deleting"
+/// The state column of `ls`: `deleting` (a deletion running), `deleting on
+/// 2026-12-24` (a moved instance, destroyed after that day; Hearth extensions),
+/// `onboarded`, `onboarding` (a register token is pending) or `pending`.
+pub fn state(a: &InstanceAttributes) -> String {
+    let scheduled = a.deletion_scheduled_at.as_deref().unwrap_or("").trim();
+    if a.deleting {
+        "deleting".into()
+    } else if !scheduled.is_empty() {
+        // The day is enough in a table: `2026-12-24T10:00:00Z` → `2026-12-24`.
+        let day = scheduled.split(['T', 't', ' ']).next().unwrap_or(scheduled);
+        format!("deleting on {day}")
     } else if a.onboarding_finished {
-        "onboarded"
+        "onboarded".into()
     } else if a.register_token.as_deref().is_some_and(|t| !t.is_empty()) {
-        "onboarding"
+        "onboarding".into()
     } else {
-        "pending"
+        "pending".into()
     }
 }
 
@@ -169,7 +171,7 @@ pub fn ls_table(instances: &[Instance]) -> String {
                 a.domain.clone(),
                 a.locale.clone(),
                 quota,
-                state(a).into(),
+                state(a),
                 format!("v{}", a.indexes_version),
                 a.prefix.clone(),
                 a.db_prefix(),
@@ -203,6 +205,60 @@ fn align(rows: &[Vec<String>]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The report of an import (`instances import`, `instances move`): the heading line,
+/// then per doctype what was imported of what the archive held, and the apps that
+/// could not be installed.
+pub fn import_report(heading: &str, report: &Value) -> String {
+    let mut out = format!("{heading}\n");
+    if let Some(doctypes) = report.get("doctypes").and_then(Value::as_object) {
+        for (doctype, c) in doctypes {
+            let n = |k: &str| c.get(k).and_then(Value::as_u64).unwrap_or(0);
+            let skipped = match n("skipped") {
+                0 => String::new(),
+                k => format!(", {k} skipped"),
+            };
+            out.push_str(&format!(
+                "  {doctype}: {} of {} imported ({} of {} bytes){skipped}\n",
+                n("imported_docs"),
+                n("archive_docs"),
+                n("imported_bytes"),
+                n("archive_bytes"),
+            ));
+        }
+    }
+    if let Some(apps) = report.get("apps_not_installed").and_then(Value::as_array)
+        && !apps.is_empty()
+    {
+        let names: Vec<&str> = apps.iter().filter_map(Value::as_str).collect();
+        out.push_str(&format!("  not installed: {}\n", names.join(", ")));
+    }
+    if report.get("vault").and_then(Value::as_bool) == Some(true) {
+        out.push_str("  the password vault was not moved: the owner is told how to import it\n");
+    }
+    out
+}
+
+/// Why `instances move` refuses before anything is blocked: the target's quota is
+/// smaller than what the source uses (no newline: it follows `Error: `).
+pub fn quota_too_small(domain: &str, used: u64, target: &str, quota: u64) -> String {
+    format!(
+        "{target} has a quota of {}, smaller than the {} that {domain} uses: nothing was moved \
+         (raise the quota with `hearth instances set-disk-quota` on the target server)",
+        format_size(quota),
+        format_size(used),
+    )
+}
+
+/// The spinner's message while `instances move` waits.
+pub fn move_progress(state: &str, domain: &str, target: &str) -> String {
+    match state {
+        "waiting" => format!("exporting {domain}"),
+        "importing" => format!("importing into {target}"),
+        "done" | "errored" => format!("move {state}"),
+        _ => format!("moving {domain} to {target}: {state}"),
+    }
 }
 
 /// `ls --fields a,b`: the values tab-separated, one instance per line. Strings as they
@@ -491,10 +547,10 @@ mod tests {
         assert_eq!(
             ls_table(&instances()),
             "\
-alice.example.net   fr  5.0 GB     onboarded   v38  cozy7d3d5947e7f3b0c674d1b8644646348e  cozy7d3d5947e7f3b0c674d1b8644646348e
-bob.localhost:8080  en  unlimited  onboarding  v38  cozyffff                              cozyffff
-legacy.example      en  unlimited  pending     v9                                         legacy-example
-carol.example       en  unlimited  deleting    v38  cozyc                                 cozyc
+alice.example.net   fr  5.0 GB     onboarded               v38  cozy7d3d5947e7f3b0c674d1b8644646348e  cozy7d3d5947e7f3b0c674d1b8644646348e
+bob.localhost:8080  en  unlimited  onboarding              v38  cozyffff                              cozyffff
+legacy.example      en  unlimited  pending                 v9                                         legacy-example
+carol.example       en  unlimited  deleting on 2030-01-01  v38  cozyc                                 cozyc
 "
         );
         assert_eq!(ls_table(&[]), "");
@@ -706,6 +762,55 @@ carol.example       en  unlimited  deleting    v38  cozyc                       
         assert_eq!(
             app_updated("drive", &v("1.2.3"), &v("1.2.3")),
             "drive is already up-to-date at 1.2.3\n"
+        );
+    }
+
+    #[test]
+    fn pending_deletion_shows_its_day() {
+        let mut a = instances()[3].attributes.clone();
+        assert_eq!(state(&a), "deleting on 2030-01-01");
+        a.deleting = true;
+        assert_eq!(state(&a), "deleting");
+        a.deleting = false;
+        a.deletion_scheduled_at = Some(" ".into());
+        assert_eq!(state(&a), "onboarded");
+    }
+
+    #[test]
+    fn import_and_move_reports() {
+        let report = json!({
+            "doctypes": {
+                "io.cozy.contacts": {"archive_docs": 2, "archive_bytes": 40, "imported_docs": 2,
+                    "imported_bytes": 40, "skipped": 0},
+                "io.cozy.settings": {"archive_docs": 1, "archive_bytes": 9, "imported_docs": 0,
+                    "imported_bytes": 0, "skipped": 1},
+            },
+            "apps_not_installed": ["drive", "photos"],
+            "parts": 2,
+            "vault": true,
+        });
+        assert_eq!(
+            import_report("Move of a.example to https://b.example done", &report),
+            "Move of a.example to https://b.example done\n\
+             \x20 io.cozy.contacts: 2 of 2 imported (40 of 40 bytes)\n\
+             \x20 io.cozy.settings: 0 of 1 imported (0 of 9 bytes), 1 skipped\n\
+             \x20 not installed: drive, photos\n\
+             \x20 the password vault was not moved: the owner is told how to import it\n"
+        );
+        assert_eq!(import_report("Done", &Value::Null), "Done\n");
+        assert_eq!(
+            quota_too_small("a.example", 2_500_000, "b.example", 1_000_000),
+            "b.example has a quota of 1.0 MB, smaller than the 2.5 MB that a.example uses: \
+             nothing was moved (raise the quota with `hearth instances set-disk-quota` on the \
+             target server)"
+        );
+        assert_eq!(
+            move_progress("waiting", "a.example", "b.example"),
+            "exporting a.example"
+        );
+        assert_eq!(
+            move_progress("importing", "a.example", "b.example"),
+            "importing into b.example"
         );
     }
 }

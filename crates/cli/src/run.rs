@@ -3,10 +3,13 @@
 
 use std::io::{BufRead, Write};
 
-use crate::api::{AdminClient, AppKind, Audience, Job, TokenRequest};
+use crate::api::{
+    AdminClient, AppKind, Audience, Endpoints, Job, MoveRequest, MoveStatus, PassphraseSource,
+    TokenRequest, parse_move_target,
+};
 use crate::commands::{
     AppsCommand, CheckCommand, DocsCommand, FsckArgs, InstancesCommand, JobsCommand, JobsRunArgs,
-    KonnectorRunArgs, KonnectorsCommand, TriggersCommand, quota_param,
+    KonnectorRunArgs, KonnectorsCommand, MoveArgs, TriggersCommand, quota_param,
 };
 use crate::{Settings, check_domain, output};
 
@@ -650,6 +653,7 @@ fn dispatch(
         }
         C::Export { domain, path } => export(client, io, domain, path.as_deref()),
         C::Import { url, domain, force } => import(client, io, domain, url, *force),
+        C::Move(args) => move_instance(client, settings, io, args),
         C::CleanSessions(d) => {
             check_domain(&d.domain).map_err(Failure::new)?;
             client.clean_sessions(&d.domain).map_err(Failure::new)
@@ -796,31 +800,222 @@ fn import(
         return Err(Failure::new(format!("the import failed: {error}")));
     }
     let report = record.get("report").cloned().unwrap_or_default();
-    let mut out = format!("Import into {domain} done\n");
-    if let Some(doctypes) = report.get("doctypes").and_then(|d| d.as_object()) {
-        for (doctype, c) in doctypes {
-            let n = |k: &str| c.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
-            out.push_str(&format!(
-                "  {doctype}: {} of {} imported ({} of {} bytes){}\n",
-                n("imported_docs"),
-                n("archive_docs"),
-                n("imported_bytes"),
-                n("archive_bytes"),
-                if n("skipped") > 0 {
-                    format!(", {} skipped", n("skipped"))
-                } else {
-                    String::new()
-                }
-            ));
+    print(
+        io,
+        &output::import_report(&format!("Import into {domain} done"), &report),
+    )
+}
+
+/// How often `instances move` asks the target where it is.
+const MOVE_POLL: std::time::Duration = if cfg!(test) {
+    std::time::Duration::from_millis(20)
+} else {
+    std::time::Duration::from_secs(1)
+};
+/// How long the target may look idle before the move counts as aborted (the source
+/// blocks it before it answers, so only a lost race takes that long).
+const MOVE_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+/// Failed status requests in a row before `instances move` gives up waiting.
+const MOVE_STATUS_FAILURES: u32 = 10;
+
+/// `instances move`: the usage of the source and the quota of the target (refused
+/// when it does not fit, nothing blocked), a confirmation, a token of the target,
+/// the move started on the source, then the target's status polled until the import
+/// ends; prints its report, exit 1 when it failed.
+fn move_instance(
+    client: &AdminClient,
+    settings: &Settings,
+    io: &mut Io<'_>,
+    args: &MoveArgs,
+) -> Result<(), Failure> {
+    let domain = args.domain.as_str();
+    check_domain(domain).map_err(Failure::usage)?;
+    let (target_url, authority) = parse_move_target(&args.to).map_err(Failure::usage)?;
+    let to_endpoints = Endpoints::new(
+        args.to_admin_host
+            .as_deref()
+            .unwrap_or(&settings.admin_host),
+        args.to_admin_port.unwrap_or(settings.admin_port),
+        &settings.host,
+        settings.port,
+    );
+    let usage = client.move_usage(domain).map_err(Failure::during(format!(
+        "Cannot read the usage of {domain}"
+    )))?;
+    let same_server = to_endpoints == *client.endpoints();
+    let target = match &settings.to_passphrase {
+        Some(p) => AdminClient::new(to_endpoints, PassphraseSource::Given(p.clone())),
+        None => client.sibling(to_endpoints),
+    };
+    let (target_domain, before) = target_status(&target, &authority)?;
+    if same_server && target_domain.eq_ignore_ascii_case(domain) {
+        return Err(Failure::usage(format!(
+            "{target_url} is {domain} itself: nothing was moved"
+        )));
+    }
+    if matches!(before.state.as_str(), "waiting" | "importing") {
+        return Err(Failure::new(format!(
+            "{target_domain} is already receiving a move or an import: nothing was moved"
+        )));
+    }
+    let room = target
+        .move_usage(&target_domain)
+        .map_err(Failure::during(format!(
+            "Cannot read the quota of {target_domain}"
+        )))?;
+    if let Some(quota) = room.quota
+        && quota < usage.used
+    {
+        return Err(Failure::new(output::quota_too_small(
+            domain,
+            usage.used,
+            &target_domain,
+            quota,
+        )));
+    }
+    if !args.yes {
+        print(
+            io,
+            &format!(
+                "The move will RESET the instance {target_domain} with the data of {domain}, \
+                 and {domain} will be destroyed some days later. Type {domain} to confirm: "
+            ),
+        )?;
+        let mut answer = String::new();
+        io.input
+            .read_line(&mut answer)
+            .map_err(|e| Failure::new(format!("cannot read the confirmation: {e}")))?;
+        if answer.trim().to_lowercase() != domain.to_lowercase() {
+            return Err(Failure::new(format!(
+                "the domain typed does not match {domain}: nothing was moved"
+            )));
         }
     }
-    if let Some(apps) = report.get("apps_not_installed").and_then(|a| a.as_array())
-        && !apps.is_empty()
-    {
-        let names: Vec<&str> = apps.iter().filter_map(|a| a.as_str()).collect();
-        out.push_str(&format!("  not installed: {}\n", names.join(", ")));
+    let token = target
+        .move_token(&target_domain)
+        .map_err(Failure::during(format!(
+            "Cannot get a token of {target_domain}"
+        )))?;
+    let job = client
+        .start_move(
+            domain,
+            &MoveRequest {
+                target_url: target_url.clone(),
+                token,
+                ignore_vault: args.ignore_vault,
+            },
+        )
+        .map_err(Failure::during(format!(
+            "Cannot start the move of {domain}"
+        )))?;
+    let _ = writeln!(
+        io.err,
+        "Moving {domain} to {target_url} (export job {job})…"
+    );
+    let spinner = spinner(&output::move_progress("waiting", domain, &target_domain));
+    let end = wait_for_move(&target, &target_domain, &before, |state| {
+        if let Some(s) = &spinner {
+            s.set_message(output::move_progress(state, domain, &target_domain));
+        }
+    });
+    if let Some(s) = spinner {
+        s.finish_and_clear();
     }
+    let end = end.map_err(|message| {
+        Failure::new(format!(
+            "{message} (the source's export job is {job}; see the logs of both servers)"
+        ))
+    })?;
+    if end.state != "done" {
+        let error = end.error.as_deref().unwrap_or("unknown error");
+        return Err(Failure::new(format!("the move failed: {error}")));
+    }
+    let mut out = output::import_report(
+        &format!("Move of {domain} to {target_url} done"),
+        &end.report.unwrap_or_default(),
+    );
+    out.push_str(&format!(
+        "{domain} now sends its visitors to {target_url}; it is destroyed once its deletion \
+         date has passed (see `hearth instances ls`)\n"
+    ));
     print(io, &out)
+}
+
+/// The status of the target instance, named by its URL's `host:port`, or by the host
+/// alone when no instance has the port in its domain.
+fn target_status(target: &AdminClient, authority: &str) -> Result<(String, MoveStatus), Failure> {
+    let first = target.move_status(authority);
+    let bare = authority.rsplit_once(':').map(|(host, _)| host);
+    let (domain, answer) = match (first, bare) {
+        (Err(crate::ApiError::Server { status: 404, .. }), Some(host)) => {
+            (host.to_owned(), target.move_status(host))
+        }
+        (answer, _) => (authority.to_owned(), answer),
+    };
+    let status = answer.map_err(Failure::during(format!(
+        "Cannot find the target instance {authority}"
+    )))?;
+    Ok((domain, status))
+}
+
+/// Polls the target until its import ends: its last status (`done` or `errored`),
+/// or why waiting stopped.
+fn wait_for_move(
+    target: &AdminClient,
+    domain: &str,
+    before: &MoveStatus,
+    mut progress: impl FnMut(&str),
+) -> Result<MoveStatus, String> {
+    let started = std::time::Instant::now();
+    let mut active = false;
+    let mut failures = 0;
+    loop {
+        std::thread::sleep(MOVE_POLL);
+        let status = match target.move_status(domain) {
+            Ok(s) => {
+                failures = 0;
+                s
+            }
+            Err(e) => {
+                failures += 1;
+                if failures >= MOVE_STATUS_FAILURES {
+                    return Err(format!("cannot follow the move on {domain}: {e}"));
+                }
+                continue;
+            }
+        };
+        let fresh = status.job_id.is_some() && status.job_id != before.job_id;
+        match status.state.as_str() {
+            "waiting" | "importing" => {
+                active = true;
+                progress(&status.state);
+            }
+            "done" | "errored" if fresh => return Ok(status),
+            // Idle, or the outcome of an earlier import: the source gave up (its
+            // export failed and it unblocked the target) or has not blocked it yet.
+            _ if active || started.elapsed() > MOVE_GRACE => {
+                return Err(format!(
+                    "the move stopped: {domain} is no longer waiting for the data"
+                ));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A spinner with a message and the time elapsed, on a terminal only.
+fn spinner(message: &str) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+        bar.set_style(style);
+    }
+    bar.set_message(message.to_owned());
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    Some(bar)
 }
 
 /// `instances export`: without a directory, the export job is queued and the owner
@@ -1048,6 +1243,7 @@ mod tests {
             passphrase: PassphraseSource::Given("s3cret".into()),
             add_rm_disabled: None,
             domain: None,
+            to_passphrase: None,
         }
     }
 
@@ -2143,5 +2339,229 @@ mod tests {
                 "{args:?}: {err}"
             );
         }
+    }
+
+    /// `instances move` against two stand-ins: the source's admin API on one port,
+    /// the target's on another.
+    fn move_cli(
+        source: u16,
+        target: u16,
+        extra: &[&str],
+        stdin: &str,
+        to_passphrase: Option<&str>,
+    ) -> (u8, String, String) {
+        let s = Settings {
+            to_passphrase: to_passphrase.map(str::to_owned),
+            ..settings(source, 1)
+        };
+        let port = target.to_string();
+        let mut args = vec![
+            "move",
+            "--domain",
+            "a.example",
+            "--to",
+            "https://B.example/",
+            "--to-admin-host",
+            "127.0.0.1",
+            "--to-admin-port",
+            &port,
+        ];
+        args.extend_from_slice(extra);
+        cli(&s, &args, stdin)
+    }
+
+    #[test]
+    fn move_refuses_a_target_too_small_and_blocks_nothing() {
+        let (source, source_seen) = stand_in(vec![(
+            200,
+            "application/json",
+            r#"{"used":2000000000,"quota":null}"#.into(),
+        )]);
+        let (target, target_seen) = stand_in(vec![
+            (200, "application/json", r#"{"state":"idle"}"#.into()),
+            (
+                200,
+                "application/json",
+                r#"{"used":0,"quota":1000000000}"#.into(),
+            ),
+        ]);
+        let (status, out, err) = move_cli(source, target, &["--yes"], "", Some("other"));
+        assert_eq!(status, 1, "{out}");
+        assert_eq!(
+            err,
+            "Error: b.example has a quota of 1.0 GB, smaller than the 2.0 GB that a.example \
+             uses: nothing was moved (raise the quota with `hearth instances set-disk-quota` on \
+             the target server)\n"
+        );
+        let seen = source_seen.recv().expect("usage");
+        assert_eq!(seen.line, "GET /instances/a.example/move/usage");
+        assert_eq!(seen.header("authorization"), Some("Basic OnMzY3JldA=="));
+        assert!(source_seen.try_recv().is_err(), "the source was asked more");
+        let seen = target_seen.recv().expect("status");
+        assert_eq!(seen.line, "GET /instances/b.example/move/status");
+        // The target's passphrase is HEARTH_TO_ADMIN_PASSPHRASE.
+        assert_eq!(
+            seen.header("authorization"),
+            Some(crate::api::basic_authorization("other").as_str())
+        );
+        assert_eq!(
+            target_seen.recv().expect("usage").line,
+            "GET /instances/b.example/move/usage"
+        );
+        // No token was made.
+        assert!(target_seen.try_recv().is_err());
+    }
+
+    #[test]
+    fn move_confirms_starts_waits_and_prints_the_report() {
+        let report = r#"{"doctypes":{"io.cozy.contacts":{"archive_docs":3,"archive_bytes":90,"imported_docs":3,"imported_bytes":90,"skipped":0}},"apps_not_installed":["drive"],"parts":1}"#;
+        // Typing another domain: nothing is blocked, no token is made.
+        let (source, source_seen) = stand_in(vec![(
+            200,
+            "application/json",
+            r#"{"used":10,"quota":null}"#.into(),
+        )]);
+        let (target, target_seen) = stand_in(vec![
+            (200, "application/json", r#"{"state":"idle"}"#.into()),
+            (200, "application/json", r#"{"used":0,"quota":null}"#.into()),
+        ]);
+        let (status, out, err) = move_cli(source, target, &[], "b.example\n", None);
+        assert_eq!(status, 1);
+        assert!(out.contains("RESET the instance b.example"), "{out}");
+        assert!(err.contains("nothing was moved"), "{err}");
+        assert_eq!(source_seen.iter().count(), 1);
+        assert_eq!(target_seen.iter().count(), 2);
+
+        let (source, source_seen) = stand_in(vec![
+            (
+                200,
+                "application/json",
+                r#"{"used":10,"quota":null}"#.into(),
+            ),
+            (202, "application/json", r#"{"job_id":"export1"}"#.into()),
+        ]);
+        let done = format!(
+            r#"{{"state":"done","job_id":"new","moved_from":"a.example","report":{report}}}"#
+        );
+        let (target, target_seen) = stand_in(vec![
+            // An earlier import's outcome.
+            (
+                200,
+                "application/json",
+                r#"{"state":"done","job_id":"old","report":{}}"#.into(),
+            ),
+            (200, "application/json", r#"{"used":0,"quota":100}"#.into()),
+            (
+                200,
+                "application/json",
+                r#"{"client_id":"c1","client_secret":"cs","token":"tok","used":0,"quota":100}"#
+                    .into(),
+            ),
+            // The outcome of the earlier import is not this move's.
+            (
+                200,
+                "application/json",
+                r#"{"state":"done","job_id":"old","report":{}}"#.into(),
+            ),
+            (200, "application/json", r#"{"state":"waiting"}"#.into()),
+            (
+                200,
+                "application/json",
+                r#"{"state":"importing","job_id":"new"}"#.into(),
+            ),
+            (200, "application/json", done),
+        ]);
+        let (status, out, err) = move_cli(source, target, &[], "A.example\n", None);
+        assert_eq!(status, 0, "{err}");
+        assert!(
+            out.contains("Move of a.example to https://b.example done\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("  io.cozy.contacts: 3 of 3 imported (90 of 90 bytes)\n"),
+            "{out}"
+        );
+        assert!(out.contains("  not installed: drive\n"), "{out}");
+        assert!(err.contains("export job export1"), "{err}");
+        let lines: Vec<Seen> = source_seen.iter().collect();
+        assert_eq!(lines[1].line, "POST /instances/a.example/move");
+        let body: serde_json::Value = serde_json::from_str(&lines[1].body).expect("json");
+        assert_eq!(
+            body,
+            serde_json::json!({"target_url": "https://b.example", "target_token": "tok",
+                "target_client_id": "c1", "target_client_secret": "cs", "ignore_vault": false})
+        );
+        let target_lines: Vec<String> = target_seen.iter().map(|s| s.line).collect();
+        assert_eq!(target_lines[2], "POST /instances/b.example/move/token");
+        assert_eq!(target_lines.len(), 7);
+        // Secrets are never printed.
+        assert!(!out.contains("tok") && !err.contains("tok") && !err.contains("cs"));
+    }
+
+    #[test]
+    fn move_fails_with_the_import_error_or_an_abort() {
+        let source_answers = || {
+            vec![
+                (
+                    200,
+                    "application/json",
+                    r#"{"used":10,"quota":null}"#.into(),
+                ),
+                (202, "application/json", r#"{"job_id":"export1"}"#.into()),
+            ]
+        };
+        let token = r#"{"client_id":"c1","client_secret":"cs","token":"tok"}"#;
+        let (source, _s) = stand_in(source_answers());
+        let (target, _t) = stand_in(vec![
+            (200, "application/json", r#"{"state":"idle"}"#.into()),
+            (200, "application/json", r#"{"used":0,"quota":null}"#.into()),
+            (200, "application/json", token.into()),
+            (
+                200,
+                "application/json",
+                r#"{"state":"errored","job_id":"j","error":"part 1 is missing"}"#.into(),
+            ),
+        ]);
+        let (status, _, err) = move_cli(source, target, &["--yes"], "", None);
+        assert_eq!(status, 1);
+        assert!(
+            err.contains("Error: the move failed: part 1 is missing"),
+            "{err}"
+        );
+        // The target stops waiting without an import: the source aborted.
+        let (source, _s) = stand_in(source_answers());
+        let (target, _t) = stand_in(vec![
+            (200, "application/json", r#"{"state":"idle"}"#.into()),
+            (200, "application/json", r#"{"used":0,"quota":null}"#.into()),
+            (200, "application/json", token.into()),
+            (200, "application/json", r#"{"state":"waiting"}"#.into()),
+            (200, "application/json", r#"{"state":"idle"}"#.into()),
+        ]);
+        let (status, _, err) = move_cli(source, target, &["--yes"], "", None);
+        assert_eq!(status, 1);
+        assert!(
+            err.contains("the move stopped: b.example is no longer waiting"),
+            "{err}"
+        );
+        assert!(err.contains("export job is export1"), "{err}");
+        // A target already busy is refused before anything.
+        let (source, _s) = stand_in(source_answers());
+        let (target, _t) = stand_in(vec![(
+            200,
+            "application/json",
+            r#"{"state":"importing"}"#.into(),
+        )]);
+        let (status, _, err) = move_cli(source, target, &["--yes"], "", None);
+        assert_eq!(status, 1);
+        assert!(err.contains("already receiving"), "{err}");
+        // A bad URL: exit 2, nothing sent.
+        let s = settings(closed_port(), 1);
+        let (status, _, err) = cli(
+            &s,
+            &["move", "--domain", "a.example", "--to", "b.example"],
+            "",
+        );
+        assert_eq!(status, 2);
+        assert!(err.contains("is not the URL of an instance"), "{err}");
     }
 }

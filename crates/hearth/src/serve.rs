@@ -143,7 +143,12 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
         .with_login_failures_per_hour(config.auth.login_failures_per_hour)
         .with_jobs(jobs_config(&config.jobs), mailer)
         .with_apps(config.registries.clone(), konnectors_cmd(config))
-        .with_flat_subdomains(config.subdomains == Subdomains::Flat);
+        .with_flat_subdomains(config.subdomains == Subdomains::Flat)
+        .with_move_settings(hearth_web::MoveSettings {
+            wizard_domain: config.r#move.domain.clone(),
+            wizard_url: config.r#move.url.clone(),
+            delete_after: config.r#move.delete_after,
+        });
     // Several nodes: the job queue, the trigger leader, failed logins and realtime
     // events go through Redis. The cluster's handles live as long as the server.
     let cluster = match &config.redis.url {

@@ -620,6 +620,25 @@ impl Instances {
         Ok(i)
     }
 
+    /// Marks an instance as moved away (spec move 3.7): `moved`, the date after which
+    /// it is destroyed, and a block for `unblock_reason` (a move's) lifted.
+    pub async fn set_moved(
+        &self,
+        domain: &str,
+        deletion_scheduled_at: Option<String>,
+        unblock_reason: &str,
+    ) -> InstanceResult<Instance> {
+        let mut i = (*self.get_str(domain).await?).clone();
+        i.moved = true;
+        i.deletion_scheduled_at = deletion_scheduled_at;
+        if i.blocked && i.blocking_reason.as_deref() == Some(unblock_reason) {
+            i.blocked = false;
+            i.blocking_reason = None;
+        }
+        self.save(&mut i).await?;
+        Ok(i)
+    }
+
     /// Destroys an instance (spec instances 4.7): sets `deleting` first, refuses when it
     /// is already set, then removes the documents, the files, the domain claims and the
     /// registry entry. Every step can run again, so a crash midway is finished by

@@ -7,7 +7,9 @@ use hearth_core::{JsonMap, now_rfc3339};
 use hearth_store::{GetOptions, StoreError};
 use serde_json::{Value, json};
 
-use crate::{Audience, InstanceResult, Instances, doctype, permission::PermissionSet, token};
+use crate::{
+    Audience, Claims, InstanceResult, Instances, doctype, permission::PermissionSet, token,
+};
 
 pub(crate) const PERMISSIONS: &str = "io.cozy.permissions";
 
@@ -99,10 +101,13 @@ impl Instances {
             Err(StoreError::NotFound(_)) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let holds = doc
-            .get("codes")
-            .and_then(Value::as_object)
-            .is_some_and(|c| c.values().any(|t| t.as_str() == Some(raw_token)));
+        // A link made before a move keeps working: the old token is kept under
+        // `moved_codes` when the permission is imported (spec move 2.7).
+        let holds = ["codes", "moved_codes"].iter().any(|k| {
+            doc.get(*k)
+                .and_then(Value::as_object)
+                .is_some_and(|c| c.values().any(|t| t.as_str() == Some(raw_token)))
+        });
         let expired = doc
             .get("expires_at")
             .and_then(Value::as_u64)
@@ -113,5 +118,104 @@ impl Instances {
         Ok(doc
             .get("permissions")
             .and_then(|p| PermissionSet::from_json(p).ok()))
+    }
+
+    /// The claims and rules of a share token signed by the instance this one moved
+    /// from, which its own keys cannot verify: its `sub` is read without checking the
+    /// signature, and the token is accepted only if that permission document keeps
+    /// this exact string in `moved_codes` (and has not expired).
+    pub async fn moved_share_permission(
+        &self,
+        domain: &str,
+        raw_token: &str,
+    ) -> InstanceResult<Option<(Claims, PermissionSet)>> {
+        let Some(claims) = unverified_share_claims(raw_token) else {
+            return Ok(None);
+        };
+        let instance = self.get_str(domain).await?;
+        let doc = match self
+            .store
+            .get(
+                &instance.instance_id(),
+                &doctype(PERMISSIONS),
+                &claims.sub,
+                GetOptions::default(),
+            )
+            .await
+        {
+            Ok(d) => d,
+            Err(StoreError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let kept = doc
+            .get("moved_codes")
+            .and_then(Value::as_object)
+            .is_some_and(|c| c.values().any(|t| t.as_str() == Some(raw_token)));
+        let expired = doc
+            .get("expires_at")
+            .and_then(Value::as_u64)
+            .is_some_and(|t| t <= token::now());
+        if !kept || expired {
+            return Ok(None);
+        }
+        Ok(doc
+            .get("permissions")
+            .and_then(|p| PermissionSet::from_json(p).ok())
+            .map(|set| (claims, set)))
+    }
+}
+
+/// The claims of a JWT of audience `share`, read WITHOUT checking its signature:
+/// only for a lookup that then requires the exact token to be stored.
+pub fn unverified_share_claims(raw: &str) -> Option<Claims> {
+    use base64::Engine;
+    let mut parts = raw.split('.');
+    let (_, payload, _) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: Claims = serde_json::from_slice(&bytes).ok()?;
+    (claims.audience() == Some(Audience::Share) && !claims.sub.is_empty()).then_some(claims)
+}
+
+/// Re-mints the codes of a share permission imported by a move (spec move 2.7): each
+/// code gets a token of this instance (subject: the permission id, as
+/// [`Instances::create_share`] makes them), and the old tokens are kept under
+/// `moved_codes` (name → old token) so that links made before the move keep working.
+/// Codes of an earlier move stay in `moved_codes`.
+pub fn remint_moved_codes(instance: &crate::Instance, doc: &mut JsonMap) {
+    let Some(id) = doc.get("_id").and_then(Value::as_str).map(str::to_owned) else {
+        return;
+    };
+    let Some(codes) = doc.get("codes").and_then(Value::as_object).cloned() else {
+        return;
+    };
+    let mut moved = doc
+        .get("moved_codes")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let mut fresh = JsonMap::new();
+    for (name, old) in codes {
+        if let Some(old) = old.as_str().filter(|t| !t.is_empty()) {
+            // Several moves: an older link under the same name is kept beside it.
+            let key = if moved.contains_key(&name) {
+                format!("{name}-{}", hearth_core::random_hex(4))
+            } else {
+                name.clone()
+            };
+            moved.insert(key, Value::String(old.to_owned()));
+        }
+        fresh.insert(
+            name,
+            Value::String(token::issue(instance, Audience::Share, &id, "", None)),
+        );
+    }
+    doc.insert("codes".into(), Value::Object(fresh));
+    if !moved.is_empty() {
+        doc.insert("moved_codes".into(), Value::Object(moved));
     }
 }

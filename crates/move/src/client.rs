@@ -185,6 +185,64 @@ pub fn download(url: &str, reach: Reach, out: &mut impl Write) -> Result<u64, Fe
     Ok(n)
 }
 
+/// The body of a [`post`].
+#[derive(Debug, Clone)]
+pub enum PostBody {
+    None,
+    /// `application/json` (JSON:API bodies too).
+    Json(serde_json::Value),
+    /// `application/x-www-form-urlencoded`.
+    Form(Vec<(String, String)>),
+}
+
+/// The answer to a [`post`]: the final status (after redirects, which are followed
+/// with GET as browsers do for 303) and the body (at most 1 MiB).
+#[derive(Debug, Clone)]
+pub struct PostAnswer {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+impl PostAnswer {
+    /// The body as JSON, if it is JSON.
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+}
+
+/// POSTs to another server (a move's source or target, a wizard's call) with an
+/// optional bearer token; any status is an answer, only a transport failure is an
+/// error.
+pub fn post(
+    url: &str,
+    reach: Reach,
+    bearer: Option<&str>,
+    body: PostBody,
+) -> Result<PostAnswer, FetchError> {
+    let mut req = agent(reach, Duration::from_secs(120))
+        .post(url)
+        .header("Accept", "application/vnd.api+json, application/json");
+    if let Some(t) = bearer {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    let sent = match body {
+        PostBody::None => req.send_empty(),
+        PostBody::Json(v) => req
+            .header("Content-Type", "application/json")
+            .send(v.to_string().as_bytes()),
+        PostBody::Form(fields) => req.send_form(fields),
+    };
+    let mut resp = sent.map_err(|e| FetchError::Transport(format!("{url}: {e}")))?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(MAX_MANIFEST)
+        .read_to_vec()
+        .unwrap_or_default();
+    Ok(PostAnswer { status, body })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

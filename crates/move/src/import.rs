@@ -15,7 +15,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Seek};
 use std::path::PathBuf;
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -44,7 +45,7 @@ const SETTINGS: &str = "io.cozy.settings";
 const PART_ATTEMPTS: u32 = 3;
 
 /// Doctypes never imported (spec move 2.7; access codes as recommended).
-const SKIPPED: [&str; 10] = [
+const SKIPPED: [&str; 8] = [
     "io.cozy.exports",
     "io.cozy.sessions",
     "io.cozy.oauth.access_codes",
@@ -53,10 +54,16 @@ const SKIPPED: [&str; 10] = [
     "com.bitwarden.profiles",
     "com.bitwarden.organizations",
     "com.bitwarden.contacts",
-    // Plain imports: sharings and their permissions belong to moves.
-    "io.cozy.sharings",
-    "io.cozy.shared",
 ];
+/// Imported by moves only (spec move 2.7): plain imports skip them.
+const SHARINGS: &str = "io.cozy.sharings";
+const SHARED: &str = "io.cozy.shared";
+/// The share-by-link permission types a move brings along, codes re-minted.
+const SHARE_TYPES: [&str; 3] = ["share", "share-preview", "share-interact"];
+/// How long an instance may stay blocked `MOVING` without an import starting.
+pub const MOVE_WATCHDOG_TIMEOUT: Duration = Duration::from_secs(3600);
+/// How often the move watchdog looks.
+pub const MOVE_WATCHDOG_EVERY: Duration = Duration::from_secs(5 * 60);
 
 /// The message of an `import` job (spec move 2.4).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -222,6 +229,12 @@ pub struct Imports {
     instances: Arc<hearth_instances::Instances>,
     /// Where parts are spooled: `<data dir>/imports`.
     tmp: PathBuf,
+    /// This server serves apps on flat subdomains (`alice-drive.example.net`): what a
+    /// move's finalize tells the source (`subdomain=flat|nested`).
+    flat_subdomains: AtomicBool,
+    /// The move watchdog: (blocked `MOVING` longer than this without an import is
+    /// released, checked this often).
+    move_watchdog: Mutex<(Duration, Duration)>,
 }
 
 impl std::fmt::Debug for Imports {
@@ -245,11 +258,45 @@ impl Imports {
             jobs,
             instances,
             tmp,
+            flat_subdomains: AtomicBool::new(false),
+            move_watchdog: Mutex::new((MOVE_WATCHDOG_TIMEOUT, MOVE_WATCHDOG_EVERY)),
         }
     }
 
     pub fn instances(&self) -> &Arc<hearth_instances::Instances> {
         &self.instances
+    }
+
+    /// Says whether this server serves apps on flat subdomains (config `subdomains`).
+    pub fn set_flat_subdomains(&self, flat: bool) {
+        self.flat_subdomains.store(flat, Ordering::Relaxed);
+    }
+
+    /// `flat` or `nested`: this server's subdomain style, as a move's finalize says it.
+    pub fn subdomain_type(&self) -> &'static str {
+        if self.flat_subdomains.load(Ordering::Relaxed) {
+            "flat"
+        } else {
+            "nested"
+        }
+    }
+
+    /// Sets the move watchdog: an instance blocked `MOVING` for longer than `timeout`
+    /// with no import queued or running is released; checked every `every` (tests
+    /// shorten both; 1 hour and 5 minutes by default).
+    pub fn set_move_watchdog(&self, timeout: Duration, every: Duration) {
+        *self
+            .move_watchdog
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = (timeout, every);
+    }
+
+    /// The move watchdog's (timeout, period).
+    pub fn move_watchdog(&self) -> (Duration, Duration) {
+        *self
+            .move_watchdog
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// With several nodes, one operation on an instance at a time (the lock the
@@ -340,7 +387,22 @@ impl Imports {
         let first = self.download_part(&opts.manifest_url, None, reach).await?;
         self.reset(inst, job_id).await?;
         let mut report = ImportReport::default();
-        let mut pending = PendingTriggers::default();
+        let mut pending = PendingTriggers {
+            moving: opts.move_from.as_ref().map(|from| MoveRewrite {
+                source_url: from
+                    .get("url")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .trim_end_matches('/')
+                    .to_owned(),
+                target_url: format!(
+                    "{}://{}",
+                    crate::worker::scheme_for(&inst.domain),
+                    inst.domain
+                ),
+            }),
+            ..Default::default()
+        };
         let result = async {
             self.import_part(inst, first, &mut report, &mut pending)
                 .await?;
@@ -704,8 +766,27 @@ impl Imports {
             return Ok(true);
         }
         match doctype {
-            // Apps get their permissions from their manifests at install.
-            "io.cozy.permissions" => Ok(true),
+            // Sharings come along with a move only (spec move 2.7, 3.10.1).
+            SHARINGS => Ok(match &pending.moving {
+                Some(mv) => !rewrite_sharing(doc, mv),
+                None => true,
+            }),
+            SHARED => Ok(pending.moving.is_none()),
+            // Apps get their permissions from their manifests at install; share links
+            // come along with a move, with codes of this instance (the old ones kept
+            // in `moved_codes` so that links already given keep working).
+            "io.cozy.permissions" => {
+                let share = doc
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| SHARE_TYPES.contains(&t));
+                if pending.moving.is_none() || !share {
+                    return Ok(true);
+                }
+                doc.insert("_id".into(), Value::String(id.to_owned()));
+                hearth_instances::share::remint_moved_codes(inst, doc);
+                Ok(false)
+            }
             SETTINGS => Ok(KEPT_SETTINGS.contains(&id)),
             "io.cozy.apps" | "io.cozy.konnectors" => {
                 let kind = if doctype == "io.cozy.apps" {
@@ -903,6 +984,66 @@ struct PendingTriggers {
     not_installed: BTreeSet<String>,
     /// The archive holds a password vault (end-to-end encrypted: not imported).
     vault: bool,
+    /// Set for a move: sharings and share links come along.
+    moving: Option<MoveRewrite>,
+}
+
+/// The addresses a move rewrites sharings with (spec move 3.10.1).
+struct MoveRewrite {
+    /// The source's URL, without a trailing `/`.
+    source_url: String,
+    /// This instance's URL, without a trailing `/`.
+    target_url: String,
+}
+
+/// Rewrites an imported sharing for its new address (spec move 3.10.1); `false` when
+/// it is not to be imported (a shared password vault: its keys stay behind).
+fn rewrite_sharing(doc: &mut JsonMap, mv: &MoveRewrite) -> bool {
+    let vault = doc
+        .get("rules")
+        .and_then(Value::as_array)
+        .is_some_and(|rules| {
+            rules.iter().any(|r| {
+                r.get("doctype").and_then(Value::as_str) == Some("com.bitwarden.organizations")
+                    && r.get("local").and_then(Value::as_bool) != Some(true)
+            })
+        });
+    if vault {
+        return false;
+    }
+    doc.insert("initial_sync".into(), Value::Bool(false));
+    doc.insert("initial_number_of_files_to_sync".into(), json!(0));
+    doc.insert(
+        "updated_at".into(),
+        Value::String(hearth_core::now_rfc3339()),
+    );
+    let owner = doc.get("owner").and_then(Value::as_bool) == Some(true);
+    let mut moved_from = None;
+    if let Some(members) = doc.get_mut("members").and_then(Value::as_array_mut) {
+        for (i, m) in members.iter_mut().enumerate() {
+            let Some(m) = m.as_object_mut() else {
+                continue;
+            };
+            let current = m
+                .get("instance")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            let ours = if owner {
+                i == 0
+            } else {
+                !current.is_empty() && current.trim_end_matches('/') == mv.source_url
+            };
+            if ours {
+                moved_from.get_or_insert(current);
+                m.insert("instance".into(), Value::String(mv.target_url.clone()));
+            }
+        }
+    }
+    if let Some(from) = moved_from {
+        doc.insert("moved_from".into(), Value::String(from));
+    }
+    true
 }
 
 #[derive(Default)]

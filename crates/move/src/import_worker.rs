@@ -17,12 +17,15 @@ use hearth_mail::Mailer;
 use hearth_store::{GetOptions, StoreError};
 use serde_json::{Map, Value, json};
 
+use crate::client::{self, PostBody, Reach};
 use crate::worker::mail_owner;
 use crate::{ImportOptions, ImportReport, Imports, dt};
 
 /// The global doctype of import records.
 pub const IMPORTS: &str = "io.hearth.imports";
 pub const BLOCK_IMPORTING: &str = "IMPORTING";
+/// The settings key recording when a target was blocked for a move (RFC 3339).
+pub const MOVING_SINCE: &str = "moving_since";
 
 pub struct ImportWorker {
     imports: Arc<Imports>,
@@ -94,6 +97,99 @@ pub async fn set_settings_flag(
     Err(StoreError::Conflict)
 }
 
+/// The move watchdog's pass (Hearth's fix of spec move 5, "target left blocked"):
+/// every instance blocked `MOVING` for longer than the watchdog's timeout (from its
+/// `moving_since` setting) with no import flagged, queued or running is unblocked,
+/// and its `moved_from` / `moving_since` cleared. An instance blocked `MOVING`
+/// without `moving_since` gets it now. Returns the released domains.
+pub async fn release_stale_moves(
+    imports: &Imports,
+) -> Result<Vec<String>, hearth_instances::InstanceError> {
+    let (timeout, _) = imports.move_watchdog();
+    let instances = imports.instances();
+    let store = instances.store();
+    let now = hearth_core::parse_rfc3339(&hearth_core::now_rfc3339()).unwrap_or(0);
+    let mut released = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let (page, next) = instances.list(Some(200), cursor.as_deref(), 0).await?;
+        for inst in page {
+            if !inst.blocked || inst.blocking_reason.as_deref() != Some(crate::moving::BLOCK_MOVING)
+            {
+                continue;
+            }
+            let id = inst.instance_id();
+            let settings = match store
+                .get(
+                    &id,
+                    &dt("io.cozy.settings"),
+                    "io.cozy.settings.instance",
+                    GetOptions::default(),
+                )
+                .await
+            {
+                Ok(d) => d,
+                Err(StoreError::NotFound(_)) => JsonMap::new(),
+                Err(e) => return Err(e.into()),
+            };
+            if settings.get("importing").and_then(Value::as_bool) == Some(true)
+                || import_job_pending(imports, &inst).await?
+            {
+                continue;
+            }
+            let since = settings
+                .get(MOVING_SINCE)
+                .and_then(Value::as_str)
+                .and_then(hearth_core::parse_rfc3339);
+            let Some(since) = since else {
+                set_settings_flag(
+                    imports,
+                    &inst,
+                    MOVING_SINCE,
+                    Some(Value::String(hearth_core::now_rfc3339())),
+                )
+                .await?;
+                continue;
+            };
+            if since.saturating_add(timeout.as_secs()) > now {
+                continue;
+            }
+            tracing::warn!(domain = %inst.domain, "a move never started its import: unblocking the instance");
+            instances.set_blocked(&inst.domain, None).await?;
+            for key in ["moved_from", MOVING_SINCE] {
+                set_settings_flag(imports, &inst, key, None).await?;
+            }
+            released.push(inst.domain.clone());
+        }
+        match next {
+            Some(n) => cursor = Some(n),
+            None => return Ok(released),
+        }
+    }
+}
+
+/// Whether an `import` job of the instance is queued or running.
+async fn import_job_pending(
+    imports: &Imports,
+    inst: &Instance,
+) -> Result<bool, hearth_instances::InstanceError> {
+    let q = hearth_store::mango::FindQuery::parse(&json!({
+        "selector": {"worker": "import", "state": {"$in": ["queued", "running"]}},
+        "limit": 1,
+    }))
+    .map_err(|e| hearth_instances::InstanceError::internal(e.to_string()))?;
+    match imports
+        .instances()
+        .store()
+        .find(&inst.instance_id(), &dt("io.cozy.jobs"), &q)
+        .await
+    {
+        Ok(r) => Ok(!r.docs.is_empty()),
+        Err(StoreError::NotFound(_)) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The record of an import job, if any.
 pub async fn import_record(imports: &Imports, job_id: &str) -> Result<Option<JsonMap>, StoreError> {
     match imports
@@ -150,6 +246,86 @@ impl ImportWorker {
                 Err(e) => {
                     tracing::error!(domain, error = %e, "cannot unblock the instance after an import")
                 }
+            }
+        }
+    }
+
+    /// The end of a move on the target (spec move 3.7): after a successful import,
+    /// `POST <source>/move/finalize?subdomain=…` (a non-204 is logged, not fatal), then
+    /// `moved_from = <source host>` (and `import_vault` when the source had a vault);
+    /// after a failure, `POST <source>/move/abort` and the move's marks cleared.
+    async fn end_move(&self, inst: &Instance, opts: &ImportOptions, ok: bool) {
+        let Some(from) = &opts.move_from else {
+            return;
+        };
+        let url = from
+            .get("url")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .trim_end_matches('/')
+            .to_owned();
+        let token = from
+            .get("token")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let reach = if opts.admin_req {
+            Reach::Any
+        } else {
+            Reach::Public
+        };
+        let (what, target) = if ok {
+            let sub = self.imports.subdomain_type();
+            ("finalize", format!("{url}/move/finalize?subdomain={sub}"))
+        } else {
+            ("abort", format!("{url}/move/abort"))
+        };
+        if url.is_empty() {
+            tracing::warn!(domain = %inst.domain, "a move without the source's address: nothing to {what}");
+        } else {
+            let bearer = Some(token).filter(|t| !t.is_empty());
+            let sent = tokio::task::spawn_blocking(move || {
+                client::post(&target, reach, bearer.as_deref(), PostBody::None)
+            })
+            .await;
+            match sent {
+                Ok(Ok(a)) if a.status == 204 => {
+                    tracing::info!(domain = %inst.domain, source = %url, "move: the source accepted the {what}")
+                }
+                Ok(Ok(a)) => {
+                    tracing::warn!(domain = %inst.domain, source = %url, status = a.status, "move: the source refused the {what}")
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(domain = %inst.domain, source = %url, error = %e, "move: cannot reach the source for the {what}")
+                }
+                Err(e) => {
+                    tracing::warn!(domain = %inst.domain, error = %e, "move: the {what} call failed")
+                }
+            }
+        }
+        let host = url
+            .split_once("://")
+            .map_or(url.as_str(), |(_, rest)| rest)
+            .split('/')
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        let mut updates: Vec<(&str, Option<Value>)> = vec![(MOVING_SINCE, None)];
+        if !ok {
+            updates.push(("moved_from", None));
+        } else {
+            // Even when the source could not be told: the person still needs the
+            // one-time notice and the vault instructions (unlike the reference).
+            if !host.is_empty() {
+                updates.push(("moved_from", Some(Value::String(host))));
+            }
+            if opts.vault {
+                updates.push(("import_vault", Some(Value::Bool(true))));
+            }
+        }
+        for (key, value) in updates {
+            if let Err(e) = set_settings_flag(&self.imports, inst, key, value).await {
+                tracing::warn!(domain = %inst.domain, key, error = %e, "move: cannot update the settings");
             }
         }
     }
@@ -217,6 +393,9 @@ impl Worker for ImportWorker {
             Err(e) => {
                 // Not retried: a second execution means "clean up after a crash".
                 self.release(&domain).await;
+                if let Ok(inst) = self.imports.instances().get_str(&domain).await {
+                    self.end_move(&inst, &opts, false).await;
+                }
                 return Err(JobError::fatal(format!(
                     "the instance is locked by another operation: {e}"
                 )));
@@ -240,6 +419,7 @@ impl Worker for ImportWorker {
                 }
             };
             self.record(&job_id, json!({"state": "errored", "error": msg, "finished_at": hearth_core::now_rfc3339()})).await;
+            self.end_move(&inst, &opts, false).await;
             self.mail(&inst, &opts, None).await;
             return Err(JobError::fatal(msg));
         }
@@ -282,6 +462,7 @@ impl Worker for ImportWorker {
                     json!({"state": "done", "report": report, "finished_at": now}),
                 )
                 .await;
+                self.end_move(&inst, &opts, true).await;
                 self.mail(&inst, &opts, Some(&report)).await;
                 Ok(())
             }
@@ -292,6 +473,7 @@ impl Worker for ImportWorker {
                     json!({"state": "errored", "error": msg, "finished_at": now}),
                 )
                 .await;
+                self.end_move(&inst, &opts, false).await;
                 self.mail(&inst, &opts, None).await;
                 Err(JobError::fatal(msg))
             }

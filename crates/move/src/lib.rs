@@ -20,6 +20,7 @@ mod export;
 mod import;
 mod import_worker;
 pub mod mac;
+pub mod moving;
 mod worker;
 pub mod zip;
 
@@ -36,10 +37,11 @@ use serde_json::Value;
 pub use export::{Part, part_file_name};
 pub use import::{
     BASE_APPS, Count, ImportError, ImportOptions, ImportReport, ImportResult, Imports,
-    manifest_url_of,
+    MOVE_WATCHDOG_EVERY, MOVE_WATCHDOG_TIMEOUT, manifest_url_of,
 };
 pub use import_worker::{
-    BLOCK_IMPORTING, IMPORTS, ImportWorker, import_record, register_import, set_settings_flag,
+    BLOCK_IMPORTING, IMPORTS, ImportWorker, MOVING_SINCE, import_record, register_import,
+    release_stale_moves, set_settings_flag,
 };
 pub use worker::{ExportWorker, register};
 
@@ -167,6 +169,19 @@ pub struct ExportOptions {
     pub contextual_domain: Option<String>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub admin_req: bool,
+    /// Move only: the source's access token, forwarded to the target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_source: Option<String>,
+    /// Move only: the person skipped the password vault step.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_vault: bool,
+    /// Move only: the target (`{url, token, client_id, client_secret}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub move_to: Option<moving::MoveTo>,
+    /// Hearth's extension, move only: the operator started it, so the target may be
+    /// on any address (a person's move reaches public addresses only).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub reach_any: bool,
 }
 
 /// The export service.

@@ -1,6 +1,7 @@
 //! The `export` worker (spec move 1.3, 1.4 step 8): runs the export job, then mails
 //! the owner the link (`archiver`) or the failure (`export_error`), unless an
-//! administrator asked (`admin_req`).
+//! administrator asked (`admin_req`). A move's export (`move_to`) tells the target
+//! instead, or aborts it on failure.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,8 @@ use hearth_mail::{InstanceInfo, MailContent, MailRequest, Mailbox, Mailer};
 use hearth_store::GetOptions;
 use serde_json::{Map, Value};
 
+use crate::client::Reach;
+use crate::moving::{self, MoveTo};
 use crate::{ExportOptions, Exports, MoveError};
 
 pub struct ExportWorker {
@@ -118,13 +121,88 @@ pub(crate) async fn mail_owner(
         .map_err(|e| JobError::fatal(e.to_string()))
 }
 
+fn failure(e: MoveError) -> String {
+    match e {
+        MoveError::Conflict => "409: an archive is already being created".to_owned(),
+        e => e.to_string(),
+    }
+}
+
+impl ExportWorker {
+    /// The end of a move's export (spec move 1.4 step 8, 3.6 steps 7–8): no
+    /// `archiver` mail; the target is told where the export is, or, on any failure
+    /// (export or notification), unblocked through `/move/abort`, the owner mailed
+    /// `export_error`, and the source's `moving_to` cleared.
+    async fn finish_move(
+        &self,
+        inst: &Instance,
+        opts: &ExportOptions,
+        target: &MoveTo,
+        result: Result<crate::ExportDoc, MoveError>,
+    ) -> Result<(), JobError> {
+        let reach = if opts.reach_any {
+            Reach::Any
+        } else {
+            Reach::Public
+        };
+        let store = self.exports.instances().store().as_ref();
+        let outcome = match result {
+            Ok(doc) => {
+                let domain = opts.contextual_domain.as_deref().unwrap_or(&inst.domain);
+                let link = archive_link(
+                    domain,
+                    &crate::mac::encode(&inst.session_secret, &doc.id, crate::now_secs()),
+                );
+                let vault = !opts.ignore_vault && moving::has_vault(store, inst).await;
+                let source_url = format!("{}://{domain}/", scheme_for(domain));
+                let token = opts.token_source.as_deref().unwrap_or_default();
+                moving::notify_target(target, reach, &link, vault, &source_url, token).await
+            }
+            Err(e) => Err(failure(e)),
+        };
+        match outcome {
+            Ok(()) => {
+                tracing::info!(domain = %inst.domain, target = %target.url, "move export done, the target was told");
+                Ok(())
+            }
+            Err(msg) => {
+                tracing::warn!(domain = %inst.domain, target = %target.url, error = %msg, "the move failed");
+                moving::abort_target(target, reach).await;
+                if let Err(e) = moving::update_settings(store, inst, |d| {
+                    d.shift_remove(moving::MOVING_TO).is_some()
+                })
+                .await
+                {
+                    tracing::warn!(domain = %inst.domain, error = %e, "cannot clear moving_to");
+                }
+                if let Err(me) = mail_owner(
+                    self.exports.instances(),
+                    &self.mailer,
+                    inst,
+                    "export_error",
+                    Map::new(),
+                )
+                .await
+                {
+                    tracing::warn!(error = %me.message, "cannot send the export_error mail");
+                }
+                Err(JobError::fatal(msg))
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl Worker for ExportWorker {
     async fn run(&self, ctx: JobContext) -> Result<(), JobError> {
         let opts: ExportOptions = serde_json::from_value(ctx.job.message.clone())
             .map_err(|e| JobError::fatal(format!("invalid export message: {e}")))?;
         let inst = &ctx.instance;
-        match self.exports.create(inst, &opts).await {
+        let result = self.exports.create(inst, &opts).await;
+        if let Some(target) = opts.move_to.as_ref().filter(|t| !t.url.is_empty()) {
+            return self.finish_move(inst, &opts, target, result).await;
+        }
+        match result {
             Ok(doc) => {
                 tracing::info!(domain = %inst.domain, export = %doc.id, parts = doc.parts_cursors.as_ref().map_or(1, |c| c.len() + 1), "export done");
                 if opts.admin_req {
@@ -161,11 +239,7 @@ impl Worker for ExportWorker {
                 {
                     tracing::warn!(error = %me.message, "cannot send the export_error mail");
                 }
-                let msg = match e {
-                    MoveError::Conflict => "409: an archive is already being created".to_owned(),
-                    e => e.to_string(),
-                };
-                Err(JobError::fatal(msg))
+                Err(JobError::fatal(failure(e)))
             }
         }
     }

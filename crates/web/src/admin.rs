@@ -466,6 +466,13 @@ async fn destroy_instance(
     State(state): State<AppState>,
     Path(domain): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    destroy(&state, &domain).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The whole destruction of an instance: its jobs, its documents, its files (also
+/// used by the removal of moved instances, `admin_move_target`).
+pub(crate) async fn destroy(state: &AppState, domain: &str) -> Result<(), ApiError> {
     // With several nodes, one destruction of an instance at a time: a second one
     // waits, then finds the instance gone.
     let _held = match &state.instance_locks {
@@ -485,20 +492,20 @@ async fn destroy_instance(
     };
     // Its triggers and queued jobs go first, so that nothing fires during the
     // destruction (spec instances 4.7 step 7).
-    if let Ok(i) = state.instances.get_str(&domain).await
+    if let Ok(i) = state.instances.get_str(domain).await
         && let Err(e) = state.jobs.forget_instance(&i).await
     {
         tracing::warn!(domain = %domain, error = %e, "cannot drop the jobs of a destroyed instance");
     }
-    state.instances.destroy(&domain).await?;
+    state.instances.destroy(domain).await?;
     // Stores keyed by file id keep the content elsewhere than the instance's
     // directory (which `destroy` removed).
     if state.vfs.blobs().keyed_by_id()
-        && let Err(e) = state.vfs.blobs().clear(&domain).await
+        && let Err(e) = state.vfs.blobs().clear(domain).await
     {
         tracing::error!(domain = %domain, error = %e, "cannot remove the files of a destroyed instance");
     }
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 /// `POST /instances/:domain/jobs/queue/:worker[?wait=true]` — pushes a job of any

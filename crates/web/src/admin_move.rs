@@ -2,7 +2,8 @@
 //! /instances/:domain/export?admin-req=` (202 with the job; `wait=true` answers when
 //! the job has ended), `GET /instances/:domain/exports` (the instance's exports,
 //! newest first: how the CLI finds the one its job made) and
-//! `GET /instances/:domain/exports/:id/data?cursor=` (a part, named after the domain).
+//! `GET /instances/:domain/exports/:id/data?cursor=` (a part, named after the domain);
+//! `POST /instances/:domain/move` starts a move as the operator.
 
 use std::collections::HashMap;
 
@@ -17,7 +18,7 @@ use hearth_jobs::JobRequest;
 use hearth_move::ExportOptions;
 use serde_json::{Value, json};
 
-use crate::{AppState, error::ApiError, moves};
+use crate::{AppState, error::ApiError, move_source, moves};
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -26,6 +27,85 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/instances/{domain}/exports/{id}/data", get(export_data))
         .route("/instances/{domain}/import", post(import))
         .route("/instances/{domain}/imports/{id}", get(show_import))
+        .route("/instances/{domain}/move", post(start_move))
+}
+
+/// `POST /instances/:domain/move` with `{"target_url", "target_token",
+/// "target_client_id", "target_client_secret", "ignore_vault"?}` → 202
+/// `{"job_id"}`: the operator moves an instance as `/move/go` does (the target must
+/// accept it), with source credentials minted here, to a target on any address.
+async fn start_move(
+    State(state): State<AppState>,
+    Path(domain): Path<String>,
+    raw: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let i = state.instances.get_str(&domain).await?;
+    let body: Value = serde_json::from_slice(&raw)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    let text = |k: &str| -> Result<String, ApiError> {
+        body.get(k)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| ApiError::invalid_attribute(k, format!("{k} is required")))
+    };
+    let target_url = text("target_url")?;
+    let Some((url, host)) = move_source::target_base(&target_url) else {
+        return Err(ApiError::invalid_attribute(
+            "target_url",
+            "target_url must be an http(s) URL",
+        ));
+    };
+    if move_source::is_own(&i, &host) {
+        return Err(ApiError::invalid_attribute(
+            "target_url",
+            "the target cannot be the instance itself",
+        ));
+    }
+    let target = hearth_move::moving::MoveTo {
+        url,
+        token: text("target_token")?,
+        client_id: text("target_client_id")?,
+        client_secret: text("target_client_secret")?,
+    };
+    let ignore_vault = match body.get("ignore_vault") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(ApiError::invalid_attribute(
+                "ignore_vault",
+                "ignore_vault must be a boolean",
+            ));
+        }
+    };
+    let wizard = move_source::wizard_url(&state)
+        .unwrap_or_else(|| hearth_move::moving::DEFAULT_WIZARD_URL.to_owned());
+    let creds = hearth_move::moving::mint_source_credentials(&state.instances, &i, &wizard).await?;
+    let start = hearth_move::moving::MoveStart {
+        target: &target,
+        source_token: &creds.token,
+        ignore_vault,
+        contextual_domain: &i.domain,
+        reach: hearth_move::client::Reach::Any,
+    };
+    match hearth_move::moving::start_move(&state.jobs, &state.instances, &i, start).await {
+        Ok(job_id) => Ok(json_response(
+            StatusCode::ACCEPTED,
+            json!({"job_id": job_id}),
+        )),
+        Err(e) => {
+            // The client minted for this move is of no use now.
+            if let Err(de) = state
+                .instances
+                .delete_client(&i.domain, &creds.client_id)
+                .await
+            {
+                tracing::warn!(domain = %i.domain, error = %de, "cannot delete the client of a failed move");
+            }
+            Err(e.into())
+        }
+    }
 }
 
 /// `POST /instances/:domain/import?manifest_url=` → 204 (spec move 1.8): queues an
@@ -176,14 +256,34 @@ async fn export(
     ))
 }
 
-/// `GET /instances/:domain/exports` → `[{"_id", "_rev", …}]`, newest first.
+/// `GET /instances/:domain/exports` → `[{"_id", "_rev", …, "link"}]`, newest first;
+/// `link` is the manifest URL to import the export elsewhere.
 async fn list_exports(
     State(state): State<AppState>,
     Path(domain): Path<String>,
 ) -> Result<Response, ApiError> {
     let i = state.instances.get_str(&domain).await?;
     let docs = state.exports().list(&i.domain).await?;
-    let list: Vec<Value> = docs.iter().map(|d| Value::Object(d.to_doc())).collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    // Hearth adds `link`: the manifest URL an import of that export is given.
+    let list: Vec<Value> = docs
+        .iter()
+        .map(|d| {
+            let mut doc = d.to_doc();
+            let mac = hearth_move::mac::encode(&i.session_secret, &d.id, now);
+            doc.insert(
+                "link".into(),
+                Value::String(format!(
+                    "{}://{}/move/exports/{mac}",
+                    crate::instance::scheme_for(&i.domain),
+                    i.domain
+                )),
+            );
+            Value::Object(doc)
+        })
+        .collect();
     Ok(json_response(StatusCode::OK, json!(list)))
 }
 

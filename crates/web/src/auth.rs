@@ -8,7 +8,7 @@
 //! may send clear text (`hearth instances set-passphrase`).
 
 mod authorize;
-mod cookies;
+pub(crate) mod cookies;
 mod extract;
 mod throttle;
 mod urls;

@@ -1,6 +1,8 @@
-//! Import into an instance (spec move 2.3, 2.4, 3.11): `POST /move/imports/precheck`,
-//! `POST /move/imports`, the waiting page `GET /move/importing` and its websocket
-//! `GET /move/importing/realtime`. These routes are served while the instance is
+//! Import into an instance (spec move 2.3, 2.4, 3.6 step 3, 3.11):
+//! `POST /move/imports/precheck`, `POST /move/imports`, `POST /move/importing` (a
+//! move's source announces itself: the target is blocked `MOVING`), the waiting page
+//! `GET /move/importing` and its websocket `GET /move/importing/realtime`, and the
+//! move watchdog ([`move_watchdog`]). These routes are served while the instance is
 //! blocked for the import. The work is the `import` job of `hearth-move`.
 
 use std::time::Duration;
@@ -28,12 +30,16 @@ use crate::{
 };
 
 const IMPORTS: &str = "io.cozy.imports";
+/// The blocking reason of a target waiting for a move's data.
+const MOVING: &str = hearth_move::moving::BLOCK_MOVING;
+const SETTINGS: &str = "io.cozy.settings";
+const INSTANCE_SETTINGS: &str = "io.cozy.settings.instance";
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/move/imports/precheck", post(precheck))
         .route("/move/imports", post(import))
-        .route("/move/importing", get(waiting_page))
+        .route("/move/importing", get(waiting_page).post(start_moving))
         .route("/move/importing/realtime", get(waiting_socket))
 }
 
@@ -142,38 +148,165 @@ async fn import(
     Ok((StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response())
 }
 
+/// A source's domain as `POST /move/importing?source=` gives it: a host name with an
+/// optional port, nothing else.
+fn checked_source(raw: Option<&String>) -> Result<String, ApiError> {
+    let source = raw.map(|s| s.trim()).unwrap_or("");
+    let host_ok = !source.is_empty()
+        && source.len() <= 255
+        && source
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:_".contains(&b))
+        && !source.starts_with(['.', ':', '-']);
+    if host_ok {
+        Ok(source.to_ascii_lowercase())
+    } else {
+        Err(
+            ApiError::bad_request("source must be the domain of the instance moving here")
+                .with_source(ErrorSource::Parameter("source".into())),
+        )
+    }
+}
+
+/// `POST /move/importing?source=<domain>` (spec move 3.6 step 3): the source of a
+/// move, with a token of this instance allowed to POST `io.cozy.imports`, says the
+/// move starts. Every session ends (the person logs in again with this instance's
+/// password), `moved_from` and `moving_since` are stored, and the instance is
+/// blocked `MOVING` → 204. Refused (409) while an import runs or when the instance
+/// is blocked for another reason; the move watchdog unblocks it if no import comes.
+async fn start_moving(
+    State(state): State<AppState>,
+    Inst(i): Inst,
+    perm: Perm,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    check_perm(&perm)?;
+    let source = checked_source(q.get("source"))?;
+    if i.blocked && i.blocking_reason.as_deref() != Some(MOVING) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "the instance is blocked; it cannot receive a move now",
+        ));
+    }
+    if importing_flag(&state, &i).await {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "an import is already under way",
+        ));
+    }
+    let sessions = hearth_core::Doctype::new("io.cozy.sessions")
+        .map_err(|e| ApiError::internal(&std::io::Error::other(e.to_string())))?;
+    match state
+        .store
+        .delete_doctype(&i.instance_id(), &sessions)
+        .await
+    {
+        Ok(()) | Err(hearth_store::StoreError::NotFound(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    hearth_move::set_settings_flag(
+        &state.imports,
+        &i,
+        "moved_from",
+        Some(Value::String(source.clone())),
+    )
+    .await?;
+    hearth_move::set_settings_flag(
+        &state.imports,
+        &i,
+        hearth_move::MOVING_SINCE,
+        Some(Value::String(hearth_core::now_rfc3339())),
+    )
+    .await?;
+    state.instances.set_blocked(&i.domain, Some(MOVING)).await?;
+    tracing::info!(domain = %i.domain, source = %source, "a move starts: instance blocked");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The move watchdog (spec move 5, [rec]): a target is never left blocked `MOVING`.
+/// Every few minutes, an instance blocked `MOVING` for longer than the timeout with
+/// no import queued or running is unblocked and its `moved_from` / `moving_since`
+/// cleared (timeout and period: `Imports::set_move_watchdog`). Spawned by
+/// [`AppState::start`].
+pub(crate) async fn move_watchdog(state: AppState) {
+    loop {
+        let (_, every) = state.imports.move_watchdog();
+        tokio::time::sleep(every).await;
+        match hearth_move::release_stale_moves(&state.imports).await {
+            Ok(released) if !released.is_empty() => {
+                tracing::info!(count = released.len(), "move watchdog: instances unblocked");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "move watchdog: cannot check the moves"),
+        }
+    }
+}
+
+/// The instance settings document, if any.
+async fn instance_settings(
+    state: &AppState,
+    i: &hearth_instances::Instance,
+) -> Option<hearth_core::JsonMap> {
+    let dt = hearth_core::Doctype::new(SETTINGS).ok()?;
+    state
+        .store
+        .get(
+            &i.instance_id(),
+            &dt,
+            INSTANCE_SETTINGS,
+            hearth_store::GetOptions::default(),
+        )
+        .await
+        .ok()
+}
+
+/// Whether the `importing` flag is set.
+async fn importing_flag(state: &AppState, i: &hearth_instances::Instance) -> bool {
+    instance_settings(state, i)
+        .await
+        .and_then(|d| d.get("importing").and_then(Value::as_bool))
+        .unwrap_or(false)
+}
+
 /// Whether an import is under way: the flag, or the instance blocked for it.
+/// A move counts as unfinished from `POST /move/importing` (blocked `MOVING`) to the
+/// end of its import (spec move 3.11, rec: no bounce between the waiting page and
+/// the login page during the export).
 async fn importing(state: &AppState, i: &hearth_instances::Instance) -> bool {
     if matches!(i.blocking_reason.as_deref(), Some("IMPORTING" | "MOVING")) && i.blocked {
         return true;
     }
-    let settings = hearth_core::Doctype::new("io.cozy.settings");
-    match settings {
-        Ok(dt) => state
-            .store
-            .get(
-                &i.instance_id(),
-                &dt,
-                "io.cozy.settings.instance",
-                hearth_store::GetOptions::default(),
-            )
-            .await
-            .ok()
-            .and_then(|d| d.get("importing").and_then(Value::as_bool))
-            .unwrap_or(false),
-        Err(_) => false,
-    }
+    importing_flag(state, i).await
 }
 
 /// `GET /move/importing`: the page a person waits on; its script follows the
-/// websocket and goes to the login page at the end.
-async fn waiting_page(Inst(i): Inst, headers: HeaderMap) -> Response {
+/// websocket and goes to the login page at the end. During a move (blocked
+/// `MOVING`, or importing with `moved_from` set) it says "Moving in progress" with
+/// where from and where to.
+async fn waiting_page(
+    State(state): State<AppState>,
+    Inst(i): Inst,
+    headers: HeaderMap,
+) -> Response {
     let locale = match i.locale.as_str() {
         "fr" => "fr",
         _ => pages::locale_from(&headers),
     };
     let fr = locale == "fr";
-    let moving = i.blocking_reason.as_deref() == Some("MOVING");
+    let settings = instance_settings(&state, &i).await.unwrap_or_default();
+    let moved_from = settings
+        .get("moved_from")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned);
+    let moving = i.blocked
+        && match i.blocking_reason.as_deref() {
+            Some("MOVING") => true,
+            // Hearth's fix of the reference's quirk: a move stays a move once its
+            // import job has started (`moving_since` lasts until its end).
+            Some("IMPORTING") => settings.contains_key(hearth_move::MOVING_SINCE),
+            _ => false,
+        };
     let title = match (moving, fr) {
         (true, true) => "Déménagement en cours",
         (true, false) => "Moving in progress",
@@ -185,15 +318,24 @@ async fn waiting_page(Inst(i): Inst, headers: HeaderMap) -> Response {
     } else {
         "Your data is on its way. You can close this page: you will get an email when it is done."
     };
+    let domain = crate::error::html_escape(&i.domain);
+    let where_line = match (&moved_from, moving) {
+        (Some(from), true) => format!(
+            "<p id=\"move-route\">{from_word} <strong>{from}</strong> {to_word} <strong>{domain}</strong></p>",
+            from_word = if fr { "De" } else { "From" },
+            to_word = if fr { "vers" } else { "to" },
+            from = crate::error::html_escape(from),
+        ),
+        _ => format!("<p><strong>{domain}</strong></p>"),
+    };
     let html = format!(
         "<!DOCTYPE html>\n<html lang=\"{locale}\">\n<head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width\"><title>{title}</title></head>\n\
-         <body>\n<main>\n<h1>{title}</h1>\n<p>{body}</p>\n<p><strong>{domain}</strong></p>\n</main>\n\
+         <body>\n<main>\n<h1>{title}</h1>\n<p>{body}</p>\n{where_line}\n</main>\n\
          <script>\n(function () {{\n  var proto = location.protocol === 'https:' ? 'wss:' : 'ws:';\n  \
          var ws = new WebSocket(proto + '//' + location.host + '/move/importing/realtime', 'io.cozy.websocket');\n  \
          ws.onmessage = function (e) {{ try {{ var m = JSON.parse(e.data); if (m.redirect) location.href = m.redirect; }} catch (_) {{}} }};\n}})();\n\
          </script>\n</body>\n</html>\n",
-        domain = crate::error::html_escape(&i.domain),
     );
     let mut resp = Html(html).into_response();
     resp.headers_mut().insert(

@@ -8,6 +8,7 @@
 mod admin;
 mod admin_checks;
 mod admin_move;
+mod admin_move_target;
 mod admin_raw;
 mod apps;
 mod auth;
@@ -19,14 +20,18 @@ mod instance;
 mod jobs;
 mod layers;
 mod metrics;
+mod move_source;
+mod move_target;
 mod moves;
 mod oauth;
 mod pages;
 mod realtime;
 mod serve_app;
 mod settings;
+mod settings_page;
 mod system;
 mod token;
+mod wizard;
 
 use std::fmt;
 use std::future::Future;
@@ -94,6 +99,31 @@ pub struct AppState {
     konnectors_cmd: Option<std::path::PathBuf>,
     /// The smallest export part (1 GiB; tests lower it).
     export_min_parts_size: i64,
+    /// Moves between servers: the wizard's address, the life of a moved source.
+    pub move_settings: MoveSettings,
+}
+
+/// Settings of moves (config `move.*`).
+#[derive(Debug, Clone)]
+pub struct MoveSettings {
+    /// The host on which this server serves the move wizard (`move.domain`, e.g.
+    /// `move.example.net`); no wizard when `None`.
+    pub wizard_domain: Option<String>,
+    /// The wizard's address that `/move/initialize` sends people to (`move.url`);
+    /// by default `<scheme>://<wizard_domain>/`.
+    pub wizard_url: Option<String>,
+    /// How long a moved source is kept before it is destroyed (30 days).
+    pub delete_after: std::time::Duration,
+}
+
+impl Default for MoveSettings {
+    fn default() -> Self {
+        Self {
+            wizard_domain: None,
+            wizard_url: None,
+            delete_after: std::time::Duration::from_secs(30 * 24 * 3600),
+        }
+    }
 }
 
 impl AppState {
@@ -158,7 +188,14 @@ impl AppState {
             jobs_config,
             broker: None,
             export_min_parts_size: hearth_move::MIN_PARTS_SIZE,
+            move_settings: MoveSettings::default(),
         }
+    }
+
+    /// Sets the move wizard's address and the life of moved sources.
+    pub fn with_move_settings(mut self, settings: MoveSettings) -> Self {
+        self.move_settings = settings;
+        self
     }
 
     /// Lowers the smallest export part below 1 GiB (tests: several parts from a few
@@ -245,6 +282,7 @@ impl AppState {
             &self.jobs_config,
             self.export_min_parts_size,
         );
+        self.imports.set_flat_subdomains(self.flat_subdomains);
         self
     }
 
@@ -264,12 +302,17 @@ impl AppState {
                 }
             }
         });
+        // Moved instances are destroyed once their deletion date has passed.
+        tokio::spawn(admin_move_target::deletion_sweep(self.clone()));
+        // A move's target is never left blocked (spec move 5).
+        tokio::spawn(imports::move_watchdog(self.clone()));
         Ok(())
     }
 
     /// Serves web apps on flat subdomains (`alice-drive.example.net`).
     pub fn with_flat_subdomains(mut self, flat: bool) -> Self {
         self.flat_subdomains = flat;
+        self.imports.set_flat_subdomains(flat);
         self
     }
 
@@ -359,6 +402,8 @@ pub fn router(state: AppState) -> Router {
     };
     let pages = Router::new()
         .merge(oauth::routes())
+        .merge(move_target::page_routes())
+        .merge(settings_page::routes())
         .route_layer(instance(Family::Pages));
     let api = Router::new()
         .route("/data/", get(system::data_welcome))
@@ -375,6 +420,8 @@ pub fn router(state: AppState) -> Router {
     let unblocked = settings::routes()
         .merge(moves::routes())
         .merge(imports::routes())
+        .merge(move_source::routes())
+        .merge(move_target::routes())
         .merge(files::settings_routes())
         .merge(apps::routes())
         .route_layer(instance(Family::Unblocked));
@@ -391,7 +438,9 @@ pub fn router(state: AppState) -> Router {
         ));
     // App hosts are served before any route; instance hosts get CORS for their apps.
     let front = axum::middleware::from_fn_with_state(state.clone(), serve_app::front);
-    finish_with(routes, state, |r| r.layer(front))
+    // The move wizard's host (`move.domain`) is served before anything else.
+    let wizard = axum::middleware::from_fn_with_state(state.clone(), wizard::front);
+    finish_with(routes, state, |r| r.layer(front).layer(wizard))
 }
 
 /// The admin API's router (spec instances 5), to be bound on loopback only; every
@@ -404,6 +453,7 @@ pub fn admin_router(state: AppState) -> Router {
         .merge(admin_raw::routes())
         .merge(admin_checks::routes())
         .merge(admin_move::routes())
+        .merge(admin_move_target::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             admin::require_passphrase,

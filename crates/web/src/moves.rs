@@ -103,6 +103,7 @@ fn options_of(raw: &[u8]) -> Result<ExportOptions, ApiError> {
         // Only the server sets these (spec move 1.10, with the [rec]).
         contextual_domain: None,
         admin_req: false,
+        ..Default::default()
     })
 }
 

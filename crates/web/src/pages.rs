@@ -99,6 +99,8 @@ fn auth_text(fr: bool, key: &str) -> &'static str {
         "home_title" => "Welcome",
         "home_body" if fr => "Vous êtes connecté à",
         "home_body" => "You are logged in to",
+        "settings_link" if fr => "Paramètres : export, import, déménagement",
+        "settings_link" => "Settings: export, import, move",
         "logout" if fr => "Se déconnecter",
         "logout" => "Log out",
         "bad_token_title" if fr => "Ce lien n'est pas valide",
@@ -144,7 +146,7 @@ pub(crate) fn blocked_reason(locale: &str, reason: &str) -> String {
     }
 }
 
-fn page(locale: &str, title: &str, paragraphs: &[&str]) -> Html<String> {
+pub(crate) fn page(locale: &str, title: &str, paragraphs: &[&str]) -> Html<String> {
     let body: String = paragraphs
         .iter()
         .map(|p| format!("<p>{}</p>\n", html_escape(p)))
@@ -165,7 +167,7 @@ input[type=password]{width:100%;padding:.5rem;box-sizing:border-box}\
 button{margin-top:1rem;padding:.5rem 1rem}.error{color:#b00020}.info{color:#555}";
 
 /// A page whose body is already HTML (every piece of text in it escaped by the caller).
-fn layout(locale: &str, title: &str, body: &str, script: bool) -> Html<String> {
+pub(crate) fn layout(locale: &str, title: &str, body: &str, script: bool) -> Html<String> {
     let title = html_escape(title);
     let script = if script {
         format!("<script>\n{PASSPHRASE_JS}</script>\n")
@@ -180,7 +182,7 @@ fn layout(locale: &str, title: &str, body: &str, script: bool) -> Html<String> {
 }
 
 /// The attributes the script reads on a password form: salt, iterations, messages.
-fn form_data(locale: &str, salt: &str, iterations: u32) -> String {
+pub(crate) fn form_data(locale: &str, salt: &str, iterations: u32) -> String {
     format!(
         "data-salt=\"{}\" data-iterations=\"{iterations}\" data-msg-working=\"{}\" \
          data-msg-failed=\"{}\" data-msg-mismatch=\"{}\"",
@@ -191,7 +193,7 @@ fn form_data(locale: &str, salt: &str, iterations: u32) -> String {
     )
 }
 
-fn status_line(error: Option<&str>) -> String {
+pub(crate) fn status_line(error: Option<&str>) -> String {
     match error {
         Some(e) => format!(
             "<p id=\"status\" class=\"error\" role=\"alert\">{}</p>\n",
@@ -277,12 +279,14 @@ pub(crate) fn login(locale: &str, f: &LoginForm<'_>) -> Html<String> {
 pub(crate) fn home(locale: &str, domain: &str, csrf_token: &str) -> Html<String> {
     let body = format!(
         "<p>{text} <strong id=\"domain\">{domain}</strong>.</p>\n\
+         <p><a id=\"settings-link\" href=\"/settings\">{settings}</a></p>\n\
          <form method=\"POST\" action=\"/auth/logout\">\n\
          <input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">\n\
          <button type=\"submit\">{logout}</button>\n</form>\n",
         text = html_escape(t(locale, "home_body")),
         domain = html_escape(domain),
         csrf = html_escape(csrf_token),
+        settings = html_escape(t(locale, "settings_link")),
         logout = html_escape(t(locale, "logout")),
     );
     layout(locale, t(locale, "home_title"), &body, false)

@@ -73,6 +73,9 @@ pub(crate) enum TokenRejection {
     Invalid(&'static str, Option<&'static str>),
     /// The lookup behind the token failed.
     Failed(crate::ApiError),
+    /// An OAuth token of an instance that has moved (spec move 3.8): 410 with the
+    /// new address (`links.related`), how clients and peers find it.
+    Moved(String),
 }
 
 /// The permissions of `raw`, a token of `instance` of any audience.
@@ -81,7 +84,28 @@ pub(crate) async fn perm_of_token(
     instance: &hearth_instances::Instance,
     raw: &str,
 ) -> Result<Perm, TokenRejection> {
-    let claims = match token::verify(instance, raw) {
+    let verified = token::verify(instance, raw);
+    if verified.is_err() {
+        // A share link minted before a move (the source's signature): accepted only
+        // if a permission document keeps this exact token in `moved_codes`.
+        match state
+            .instances
+            .moved_share_permission(&instance.domain, raw)
+            .await
+        {
+            Ok(Some((claims, set))) => {
+                return Ok(Perm {
+                    set,
+                    kind: "share",
+                    source_id: String::new(),
+                    claims,
+                });
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot look a moved share link up"),
+        }
+    }
+    let claims = match verified {
         Ok(c) => c,
         Err(InstanceError::InvalidToken("Expired token")) => {
             return Err(TokenRejection::Invalid(
@@ -101,6 +125,11 @@ pub(crate) async fn perm_of_token(
             claims,
         }),
         Some(Audience::Access) => {
+            if instance.moved {
+                return Err(TokenRejection::Moved(
+                    crate::move_source::moved_to_url(state, instance).await,
+                ));
+            }
             // A revoked client's tokens die with it.
             match state
                 .instances
@@ -189,6 +218,7 @@ impl FromRequestParts<AppState> for Perm {
                 Err(invalid(parts, message, description))
             }
             Err(TokenRejection::Failed(e)) => Err(e.into_response()),
+            Err(TokenRejection::Moved(to)) => Err(crate::move_source::moved_error(&instance, &to)),
         }
     }
 }

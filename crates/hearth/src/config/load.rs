@@ -988,6 +988,21 @@ fn validate(
     {
         config.konnectors.cmd = None;
     }
+    for value in [&mut config.r#move.url, &mut config.r#move.domain] {
+        if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            *value = None;
+        }
+    }
+    if let Some(url) = &config.r#move.url {
+        config.r#move.url = Some(super::parse_move_url(url).map_err(|m| err("move.url", m))?);
+    }
+    if let Some(domain) = &config.r#move.domain {
+        let domain = super::parse_move_domain(domain).map_err(|m| err("move.domain", m))?;
+        config.r#move.domain = Some(domain);
+    }
+    if config.r#move.delete_after.is_zero() {
+        return Err(err("move.delete_after", "must be longer than zero".into()));
+    }
     let vault = &config.vault;
     match (
         vault.credentials_encryptor_key.as_deref(),
@@ -1709,6 +1724,85 @@ mod tests {
                 "--vault-encryptor-key: vault.credentials_encryptor_key: is set without"
             )
         );
+    }
+
+    #[test]
+    fn move_settings() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let defaults = load(&LoadInput::default()).expect("load").config.r#move;
+        assert_eq!(defaults.url, None);
+        assert_eq!(defaults.domain, None);
+        assert_eq!(defaults.delete_after, Duration::from_secs(720 * 3600));
+        let file = yaml_file(
+            dir.path(),
+            "move:\n  domain: Move.Example.net\n  delete_after: 30d\n",
+        );
+        let loaded = load(&LoadInput {
+            file: Some(file.clone()),
+            env: env(&[("HEARTH_MOVE_URL", "https://move.example.net")]),
+            ..LoadInput::default()
+        })
+        .expect("load");
+        let m = &loaded.config.r#move;
+        assert_eq!(m.domain.as_deref(), Some("move.example.net"));
+        assert_eq!(m.url.as_deref(), Some("https://move.example.net/"));
+        assert_eq!(m.delete_after, Duration::from_secs(30 * 86_400));
+        assert_eq!(
+            loaded.sources.get("move.url"),
+            &Source::Env("HEARTH_MOVE_URL".into())
+        );
+        assert_eq!(loaded.sources.get("move.domain"), &Source::File(file));
+        // The Cozy stack's `move.url` is read from its file without a warning.
+        let cozy = cozy_file(
+            dir.path(),
+            "cozy.yaml",
+            "move:\n  url: https://move.cozycloud.cc/\n",
+        );
+        let loaded = load(&LoadInput {
+            file: Some(cozy),
+            env: env(&[("HEARTH_MOVE_DOMAIN", " ")]),
+            ..LoadInput::default()
+        })
+        .expect("load");
+        assert_eq!(
+            loaded.config.r#move.url.as_deref(),
+            Some("https://move.cozycloud.cc/")
+        );
+        assert_eq!(loaded.config.r#move.domain, None, "blank means unset");
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        for (var, value, message) in [
+            (
+                "HEARTH_MOVE_URL",
+                "move.example.net",
+                "HEARTH_MOVE_URL: move.url: ",
+            ),
+            (
+                "HEARTH_MOVE_DOMAIN",
+                "https://move.example.net",
+                "HEARTH_MOVE_DOMAIN: move.domain: ",
+            ),
+            (
+                "HEARTH_MOVE_DELETE_AFTER",
+                "soon",
+                "HEARTH_MOVE_DELETE_AFTER: move.delete_after: invalid duration",
+            ),
+            (
+                "HEARTH_MOVE_DELETE_AFTER",
+                "0s",
+                "HEARTH_MOVE_DELETE_AFTER: move.delete_after: must be longer than zero",
+            ),
+        ] {
+            let e = load_err(&LoadInput {
+                env: env(&[(var, value)]),
+                ..LoadInput::default()
+            });
+            assert!(e.starts_with(message), "{var}={value}: {e}");
+        }
+        let e = load_err(&LoadInput {
+            file: Some(yaml_file(dir.path(), "move:\n  urls: x\n")),
+            ..LoadInput::default()
+        });
+        assert!(e.contains("unknown key \"move.urls\""), "{e}");
     }
 
     #[test]

@@ -80,6 +80,28 @@ pub struct Config {
     /// OnlyOffice servers by context name, free-form as in the Cozy stack
     /// (`office.default.onlyoffice_url`). Read and shown; not used yet.
     pub office: BTreeMap<String, serde_norway::Mapping>,
+    /// Moving an instance to another server: the move wizard and moved sources.
+    pub r#move: MoveConfig,
+}
+
+/// `move.*`: moves between servers (the Cozy stack's `move.url`, plus where this
+/// server serves the wizard itself and how long it keeps a moved instance).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoveConfig {
+    /// The address of the move wizard that `/move/initialize` sends people to
+    /// (`https://move.example.net/`). Unset: `http(s)://<move.domain>/` when
+    /// `move.domain` is set, else moves cannot be started from the settings page.
+    pub url: Option<String>,
+    /// The host on which this server serves the move wizard itself
+    /// (`move.example.net`, or `move.localhost:8080` for a trial), with a port when
+    /// it is not 80/443. Point that name at this server; no instance may use it.
+    /// Unset: this server serves no wizard.
+    pub domain: Option<String>,
+    /// How long a moved instance (the source of a finished move) is kept before it
+    /// is destroyed (a duration such as `720h` or `30d`).
+    #[serde(with = "duration_text")]
+    pub delete_after: Duration,
 }
 
 /// `subdomains`: where web apps are served.
@@ -368,6 +390,11 @@ impl Config {
                 credentials_decryptor_key: None,
             },
             office: BTreeMap::new(),
+            r#move: MoveConfig {
+                url: None,
+                domain: None,
+                delete_after: Duration::from_secs(720 * 3600),
+            },
         }
     }
 }
@@ -468,6 +495,55 @@ fn parse_s3_url(rest: &str) -> Result<S3Location, String> {
         }
     }
     Ok(loc)
+}
+
+/// Checks `move.url`: an `http://` or `https://` URL with a host and no query or
+/// fragment; answered with a single trailing slash.
+pub fn parse_move_url(url: &str) -> Result<String, String> {
+    let url = url.trim();
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| {
+            format!("{url:?} is not an http:// or https:// URL (e.g. https://move.example.net/)")
+        })?;
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() || host.contains(['@', '?', '#', ' ']) || rest.contains(['?', '#', ' ']) {
+        return Err(format!(
+            "{url:?} is not a wizard address (a host and an optional path, e.g. https://move.example.net/)"
+        ));
+    }
+    Ok(format!("{}/", url.trim_end_matches('/')))
+}
+
+/// Checks `move.domain`: a host name with an optional port, no scheme or path;
+/// answered in lowercase.
+pub fn parse_move_domain(domain: &str) -> Result<String, String> {
+    let domain = domain.trim().to_ascii_lowercase();
+    let (host, port) = match domain.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (domain.as_str(), None),
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
+    if host_ok && port_ok {
+        Ok(domain)
+    } else {
+        Err(format!(
+            "{domain:?} is not a host name (expected e.g. move.example.net or move.localhost:8080, \
+             without http://)"
+        ))
+    }
 }
 
 /// Parses `database.url`.
@@ -823,6 +899,46 @@ mod tests {
             "postgres://u:***@db/x?a=b@c"
         );
         assert_eq!(redact_url("redis://cache/0"), "redis://cache/0");
+    }
+
+    #[test]
+    fn move_addresses() {
+        assert_eq!(
+            parse_move_url("https://move.example.net"),
+            Ok("https://move.example.net/".into())
+        );
+        assert_eq!(
+            parse_move_url(" http://move.localhost:8080/wizard// "),
+            Ok("http://move.localhost:8080/wizard/".into())
+        );
+        for bad in [
+            "move.example.net",
+            "ftp://x",
+            "https://",
+            "https://a@b/",
+            "https://x/?a",
+        ] {
+            assert!(parse_move_url(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_move_domain("Move.Example.NET"),
+            Ok("move.example.net".into())
+        );
+        assert_eq!(
+            parse_move_domain("move.localhost:8080"),
+            Ok("move.localhost:8080".into())
+        );
+        for bad in [
+            "https://move.example.net",
+            "move.example.net/x",
+            "move..net",
+            "move.net:0",
+            "move.net:99999",
+            "-a.net",
+            "",
+        ] {
+            assert!(parse_move_domain(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

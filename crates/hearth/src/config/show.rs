@@ -226,6 +226,7 @@ mod tests {
         assert!(line("  url: sqlite:///srv/hearth/db").ends_with("# default"));
         assert!(line("  secret_filename: hearth-admin-passphrase").ends_with("# default"));
         assert!(line("contexts:").ends_with(&format!("# file {}", file.display())));
+        assert!(line("  delete_after: 30d").ends_with("# default"));
         // What is printed is YAML that loads back (masks aside).
         let reparsed: Value = serde_norway::from_str(&text).expect("valid YAML");
         assert_eq!(reparsed["port"], Value::Number(9999.into()));

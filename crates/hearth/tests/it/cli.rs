@@ -35,7 +35,7 @@ fn unknown_key_exits_2_naming_file_and_key() {
         format!(
             "Error: {}: unknown key \"admn\" (expected one of host, port, data_dir, admin, fs, \
              database, mail, contexts, registries, konnectors, log, limits, auth, jobs, redis, \
-             subdomains, vault, office)\n",
+             subdomains, vault, office, move)\n",
             file.display()
         )
     );

@@ -7,6 +7,7 @@ mod dropin;
 mod instances_cli;
 mod jobs;
 mod migrate;
+mod move_servers;
 mod serve;
 mod two_nodes;
 

@@ -233,7 +233,7 @@ impl S3Server {
 pub(crate) struct Node {
     child: Child,
     pub(crate) port: u16,
-    admin_port: u16,
+    pub(crate) admin_port: u16,
     log: PathBuf,
 }
 

@@ -145,6 +145,21 @@ pub(crate) async fn front(State(state): State<AppState>, req: Request, next: Nex
     };
     match target {
         Target::Instance(inst) => {
+            // A moved instance's home and login page, without a session: where it went.
+            if inst.moved
+                && req.method() == Method::GET
+                && matches!(req.uri().path(), "/" | "/auth/login")
+                && let Some(res) = crate::move_source::moved_link(
+                    &state,
+                    &inst,
+                    req.headers(),
+                    None,
+                    req.uri().path(),
+                )
+                .await
+            {
+                return res;
+            }
             let mut req = req;
             req.extensions_mut()
                 .insert(instance::Resolved(inst.clone()));
@@ -338,6 +353,16 @@ async fn serve(
     }
     if inst.deleting {
         return instance::not_found(&parts.headers, Family::Pages);
+    }
+    // A moved instance's apps, without a session: the 410 page with the same page on
+    // the new address (spec move 3.8).
+    if inst.moved {
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        if let Some(res) =
+            crate::move_source::moved_link(state, inst, &parts.headers, Some(slug), path).await
+        {
+            return res;
+        }
     }
     let scheme = scheme_for(domain);
     if !inst.onboarding_finished {
