@@ -1,8 +1,9 @@
-//! File content on S3, through OpenDAL: a [`BlobStore`] whose blobs are keyed by file
-//! id, so that renames and moves touch no object (DESIGN "Embedded default, and how it
-//! grows").
+//! File content in an object store, through OpenDAL: [`ObjectBlobStore`], a
+//! [`BlobStore`] whose blobs are keyed by file id, so that renames and moves touch no
+//! object (DESIGN "Embedded default, and how it grows"), on S3 ([`ObjectBlobStore::new`],
+//! also named [`S3BlobStore`]) or on OpenStack Swift ([`ObjectBlobStore::swift`]).
 //!
-//! Keys, below the configured prefix of the bucket:
+//! Keys, below the configured prefix of the bucket or container:
 //!
 //! | what | key |
 //! |---|---|
@@ -19,6 +20,27 @@
 //! Copies of more than 5 GiB are done part by part by OpenDAL, and are still atomic
 //! (the object appears when the multipart copy completes).
 //!
+//! On Swift, the same with these differences (see [`swift`] for logging in):
+//!
+//! - An upload larger than one part becomes a Static Large Object: OpenDAL's writer
+//!   PUTs each part as a segment under `.segments/<prefix>/<domain>/uploads/<token><uuid>/`
+//!   of the same container, then the manifest at the `uploads/` key. Committing copies
+//!   the manifest with `X-Copy-From`, which Swift turns into one plain object holding
+//!   the concatenated content; the manifest is then deleted with
+//!   `?multipart-manifest=delete`, which removes its segments too. So every file,
+//!   version and thumbnail is a plain object, and a plain `DELETE` (or a bulk delete)
+//!   frees it all. The limit is Swift's `max_file_size` (5 GiB by default) for such a
+//!   copy: a larger upload is refused at its commit (413 from Swift, the upload
+//!   removed). SLO manifests also hold 1000 segments at most by default (8 GiB with 8 MiB
+//!   parts), which the copy's limit hides.
+//! - A dropped upload deletes its segments (OpenDAL lists them and deletes them one by
+//!   one); a crash leaves them under `.segments/`, outside the prefix, for the operator.
+//! - Swift's container listings are updated by the object servers as objects are
+//!   written; on a loaded cluster a listing (`list`, `clear`, `remove_versions` of all
+//!   versions) can lag a write, as with S3 servers that are eventually consistent.
+//! - The proxy needs the `bulk` (deleting under a prefix), `slo` and `copy`
+//!   middlewares, which a default proxy pipeline has.
+//!
 //! There are no directories: `mkdir`, `rename` and `remove_dir` do nothing, and
 //! [`BlobStore::list`] names every file by its id (see [`BlobStore::keyed_by_id`]),
 //! which is how `fsck` matches content to documents on this store.
@@ -30,7 +52,7 @@
 
 use std::fmt;
 use std::io;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -38,8 +60,12 @@ use bytes::Bytes;
 use futures_util::TryStreamExt;
 use hearth_vfs::{BlobEntry, BlobReader, BlobRef, BlobStore, Sealed, TempBlob, ThumbBlob};
 use opendal::layers::RetryLayer;
-use opendal::services::S3;
+use opendal::services::{S3, Swift};
 use opendal::{ErrorKind, HttpTransporter, Operator};
+
+pub mod swift;
+
+pub use swift::SwiftAuth;
 
 /// The default size of the parts of multipart uploads (S3 wants at least 5 MiB).
 pub const DEFAULT_CHUNK_SIZE: usize = 8 * 1024 * 1024;
@@ -104,18 +130,64 @@ impl fmt::Debug for S3Config {
     }
 }
 
-/// File content in an S3 bucket.
+/// Where the content goes on OpenStack Swift and how to log in.
+#[derive(Clone, Debug)]
+pub struct SwiftConfig {
+    /// The container (it must exist).
+    pub container: String,
+    /// A prefix inside the container (`""` for its root).
+    pub prefix: String,
+    pub auth: SwiftAuth,
+    /// The size of the segments of large objects.
+    pub chunk_size: usize,
+    /// How many segments of one upload are sent at once.
+    pub concurrency: usize,
+}
+
+impl SwiftConfig {
+    /// A container with the defaults: 8 MiB segments sent two at a time.
+    pub fn new(container: impl Into<String>, auth: SwiftAuth) -> Self {
+        Self {
+            container: container.into(),
+            prefix: String::new(),
+            auth,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            concurrency: 2,
+        }
+    }
+}
+
+/// File content in an S3 bucket or a Swift container.
 #[derive(Clone)]
-pub struct S3BlobStore {
+pub struct ObjectBlobStore {
     op: Operator,
+    /// `S3` or `Swift`, for messages.
+    service: &'static str,
+    /// The bucket or container.
     bucket: String,
     chunk_size: usize,
     concurrency: usize,
+    /// Swift only: what the store sends itself.
+    swift: Option<Arc<SwiftExtra>>,
 }
 
-impl fmt::Debug for S3BlobStore {
+/// The Swift session and where the container is, for the requests OpenDAL does not
+/// make (deleting a large object with its segments, checking the container).
+struct SwiftExtra {
+    session: Arc<swift::Session>,
+    /// `<storage URL>/<container>`.
+    container_url: String,
+    /// The prefix, with a trailing `/` when not empty.
+    root: String,
+}
+
+/// The store's former name, when S3 was the only object store.
+pub type S3BlobStore = ObjectBlobStore;
+
+impl fmt::Debug for ObjectBlobStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("S3BlobStore")
+        f.debug_struct("ObjectBlobStore")
+            .field("service", &self.service)
             .field("bucket", &self.bucket)
             .finish_non_exhaustive()
     }
@@ -130,8 +202,15 @@ fn install_crypto_provider() {
     });
 }
 
-impl S3BlobStore {
-    /// Builds the client; nothing is sent yet (see [`S3BlobStore::check`]).
+fn http_client(service: &str) -> io::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| io::Error::other(format!("cannot build the {service} HTTP client: {e}")))
+}
+
+impl ObjectBlobStore {
+    /// Builds the S3 client; nothing is sent yet (see [`ObjectBlobStore::check`]).
     pub fn new(config: S3Config) -> io::Result<Self> {
         install_crypto_provider();
         let invalid = |m: String| io::Error::new(io::ErrorKind::InvalidInput, m);
@@ -171,12 +250,8 @@ impl S3BlobStore {
         if config.virtual_host_style {
             b = b.enable_virtual_host_style();
         }
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| io::Error::other(format!("cannot build the S3 HTTP client: {e}")))?;
         let transport = HttpTransporter::new(
-            opendal_http_transport_reqwest::ReqwestTransport::new(client),
+            opendal_http_transport_reqwest::ReqwestTransport::new(http_client("S3")?),
         );
         let op = Operator::new(b).map_err(|e| invalid(format!("S3 configuration: {e}")))?;
         let ctx = op.base_context().with_http_transport(transport);
@@ -185,26 +260,121 @@ impl S3BlobStore {
             .layer(RetryLayer::new().with_jitter().with_max_times(4));
         Ok(Self {
             op,
+            service: "S3",
             bucket: config.bucket,
             chunk_size: config.chunk_size,
             concurrency: config.concurrency.max(1),
+            swift: None,
         })
     }
 
-    /// Checks that the bucket answers with these credentials (for `serve` to fail at
-    /// start rather than on the first upload).
+    /// Logs in to Swift and builds the client (see [`ObjectBlobStore::check`] for the
+    /// container).
+    pub async fn swift(config: SwiftConfig) -> io::Result<Self> {
+        install_crypto_provider();
+        let invalid = |m: String| io::Error::new(io::ErrorKind::InvalidInput, m);
+        if config.container.is_empty() || config.container.contains('/') {
+            return Err(invalid(format!(
+                "{:?} is not a Swift container name",
+                config.container
+            )));
+        }
+        if config.chunk_size < 5 * 1024 * 1024 {
+            return Err(invalid(format!(
+                "Swift segments must have at least 5 MiB here, not {} bytes",
+                config.chunk_size
+            )));
+        }
+        if !(config.auth.auth_url.starts_with("http://")
+            || config.auth.auth_url.starts_with("https://"))
+        {
+            return Err(invalid(format!(
+                "the Swift auth URL {:?} is not an http:// or https:// URL",
+                config.auth.auth_url
+            )));
+        }
+        if config.auth.user.is_empty() || config.auth.key.is_empty() {
+            return Err(invalid("Swift needs a user and a key".into()));
+        }
+        let client = http_client("Swift")?;
+        let session = Arc::new(swift::Session::connect(client.clone(), config.auth).await?);
+        let storage_url = session.storage_url();
+        let prefix = config.prefix.trim_matches('/');
+        // The token OpenDAL is given is a placeholder: the transport sets the session's.
+        let b = Swift::default()
+            .endpoint(&storage_url)
+            .container(&config.container)
+            .root(&format!("/{prefix}"));
+        let transport = HttpTransporter::new(swift::SwiftTransport {
+            inner: opendal_http_transport_reqwest::ReqwestTransport::new(client),
+            session: session.clone(),
+        });
+        let op = Operator::new(b).map_err(|e| invalid(format!("Swift configuration: {e}")))?;
+        let ctx = op.base_context().with_http_transport(transport);
+        let op = op
+            .with_context(ctx)
+            .layer(RetryLayer::new().with_jitter().with_max_times(4));
+        let container_url = format!(
+            "{storage_url}/{}",
+            opendal::raw::percent_encode_path(&config.container)
+        );
+        Ok(Self {
+            op,
+            service: "Swift",
+            bucket: config.container,
+            chunk_size: config.chunk_size,
+            concurrency: config.concurrency.max(1),
+            swift: Some(Arc::new(SwiftExtra {
+                session,
+                container_url,
+                root: if prefix.is_empty() {
+                    String::new()
+                } else {
+                    format!("{prefix}/")
+                },
+            })),
+        })
+    }
+
+    /// Checks that the bucket or container answers with these credentials (for
+    /// `serve` to fail at start rather than on the first upload).
     pub async fn check(&self) -> io::Result<()> {
+        if let Some(sw) = &self.swift {
+            // OpenDAL's check takes a missing container for an empty one.
+            let resp = sw
+                .session
+                .send(reqwest::Method::HEAD, &sw.container_url)
+                .await?;
+            let status = resp.status();
+            if status == reqwest::StatusCode::NOT_FOUND {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("Swift: the container {:?} does not exist", self.bucket),
+                ));
+            }
+            if !status.is_success() {
+                return Err(io::Error::other(format!(
+                    "Swift: cannot reach the container {:?}: {status}",
+                    self.bucket
+                )));
+            }
+        }
         self.op
             .check()
             .await
-            .map_err(|e| convert(e, "reach the bucket", &self.bucket))
+            .map_err(|e| convert(self.service, e, "reach the bucket", &self.bucket))
+    }
+
+    /// The service (`S3` or `Swift`).
+    pub fn service(&self) -> &'static str {
+        self.service
     }
 
     async fn exists(&self, key: &str) -> io::Result<bool> {
         match self.op.stat(key).await {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(convert(e, "look at", key)),
+            Err(e) => Err(convert(self.service, e, "look at", key)),
         }
     }
 
@@ -212,7 +382,7 @@ impl S3BlobStore {
         self.op
             .delete(key)
             .await
-            .map_err(|e| convert(e, "delete", key))
+            .map_err(|e| convert(self.service, e, "delete", key))
     }
 
     async fn delete_prefix(&self, prefix: &str) -> io::Result<()> {
@@ -220,30 +390,71 @@ impl S3BlobStore {
             .delete_with(prefix)
             .recursive(true)
             .await
-            .map_err(|e| convert(e, "delete everything under", prefix))
+            .map_err(|e| convert(self.service, e, "delete everything under", prefix))
     }
 
-    /// Removes a temporary object whose content will not be used (failures logged).
-    async fn drop_temp(&self, key: &str) {
-        if let Err(e) = self.delete(key).await {
-            tracing::warn!(error = %e, "cannot remove a temporary S3 object");
+    /// Removes a temporary object of `size` bytes whose content will not be used
+    /// (failures logged).
+    async fn drop_temp(&self, key: &str, size: u64) {
+        let done = match &self.swift {
+            // Larger than a part: a Static Large Object, removed with its segments.
+            Some(sw) if size > self.chunk_size as u64 => self.delete_large(sw, key).await,
+            _ => self.delete(key).await,
+        };
+        if let Err(e) = done {
+            tracing::warn!(error = %e, service = self.service, "cannot remove a temporary object");
         }
+    }
+
+    /// Deletes a Swift object and, when it is a Static Large Object, its segments.
+    async fn delete_large(&self, sw: &SwiftExtra, key: &str) -> io::Result<()> {
+        let url = format!(
+            "{}/{}?multipart-manifest=delete",
+            sw.container_url,
+            opendal::raw::percent_encode_path(&format!("{}{key}", sw.root))
+        );
+        let failed = |why: String| io::Error::other(format!("Swift: cannot delete {key}: {why}"));
+        let resp = sw.session.send(reqwest::Method::DELETE, &url).await?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(());
+        }
+        if !status.is_success() {
+            return Err(failed(status.to_string()));
+        }
+        // The answer of a bulk operation: its own status, and errors per object.
+        let bytes = resp.bytes().await.map_err(|e| failed(e.to_string()))?;
+        let body: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| failed(e.to_string()))?;
+        let errors = body["Errors"].as_array().cloned().unwrap_or_default();
+        if errors.iter().any(|e| {
+            e[1].as_str()
+                .is_some_and(|m| m.contains("Not an SLO manifest"))
+        }) {
+            // A plain object after all.
+            return self.delete(key).await;
+        }
+        let answered = body["Response Status"].as_str().unwrap_or_default();
+        if !answered.starts_with("200") || !errors.is_empty() {
+            return Err(failed(format!("{answered} {errors:?}")));
+        }
+        Ok(())
     }
 
     /// Makes a sealed temporary object the content at `dest` (replacing what is
     /// there) and removes it. On failure the temporary object is removed too: the
     /// caller gave up its `Sealed`.
-    async fn move_temp(&self, temp: &str, dest: &str) -> io::Result<()> {
+    async fn move_temp(&self, temp: &str, size: u64, dest: &str) -> io::Result<()> {
         if let Err(e) = self.op.copy(temp, dest).await {
-            self.drop_temp(temp).await;
-            return Err(convert(e, "copy into place", dest));
+            self.drop_temp(temp, size).await;
+            return Err(convert(self.service, e, "copy into place", dest));
         }
-        self.drop_temp(temp).await;
+        self.drop_temp(temp, size).await;
         Ok(())
     }
 
     /// Opens `[start, end)` of an object whose metadata were just read, refusing
-    /// content that changed since (its ETag).
+    /// content that changed since (its ETag; on Swift, its date).
     async fn read_range(
         &self,
         key: &str,
@@ -255,20 +466,31 @@ impl S3BlobStore {
             return Ok(Box::new(tokio::io::empty()));
         }
         let mut r = self.op.reader_with(key);
-        if let Some(etag) = meta.etag() {
+        if self.swift.is_some() {
+            // Swift 2.30 checks `If-Match` against the ETag of the manifest an object
+            // was copied from (a committed large upload keeps it in its system
+            // metadata), not the one it answers: its date is compared instead, to the
+            // second.
+            if let Some(t) = meta.last_modified() {
+                r = r.if_unmodified_since(t);
+            }
+        } else if let Some(etag) = meta.etag() {
             r = r.if_match(etag);
         }
         let stream = r
             .await
-            .map_err(|e| convert(e, "read", key))?
+            .map_err(|e| convert(self.service, e, "read", key))?
             .into_bytes_stream(start..end)
             .await
-            .map_err(|e| convert(e, "read", key))?;
+            .map_err(|e| convert(self.service, e, "read", key))?;
         Ok(Box::new(tokio_util::io::StreamReader::new(stream)))
     }
 
     async fn stat_for_read(&self, key: &str) -> io::Result<opendal::Metadata> {
-        self.op.stat(key).await.map_err(|e| convert(e, "read", key))
+        self.op
+            .stat(key)
+            .await
+            .map_err(|e| convert(self.service, e, "read", key))
     }
 
     /// The objects under a prefix, with their names below it and their sizes.
@@ -278,12 +500,12 @@ impl S3BlobStore {
             .lister_with(prefix)
             .recursive(true)
             .await
-            .map_err(|e| convert(e, "list", prefix))?;
+            .map_err(|e| convert(self.service, e, "list", prefix))?;
         let mut out = Vec::new();
         while let Some(entry) = lister
             .try_next()
             .await
-            .map_err(|e| convert(e, "list", prefix))?
+            .map_err(|e| convert(self.service, e, "list", prefix))?
         {
             if !entry.metadata().is_file() {
                 continue;
@@ -300,7 +522,7 @@ impl S3BlobStore {
 
 /// An OpenDAL error as the `io::Error` the trait speaks, saying what was being done
 /// to which key (OpenDAL's message adds the service's context; never credentials).
-fn convert(e: opendal::Error, doing: &str, key: &str) -> io::Error {
+fn convert(service: &str, e: opendal::Error, doing: &str, key: &str) -> io::Error {
     let kind = match e.kind() {
         ErrorKind::NotFound => io::ErrorKind::NotFound,
         ErrorKind::AlreadyExists => io::ErrorKind::AlreadyExists,
@@ -309,7 +531,7 @@ fn convert(e: opendal::Error, doing: &str, key: &str) -> io::Error {
         ErrorKind::ConfigInvalid => io::ErrorKind::InvalidInput,
         _ => io::ErrorKind::Other,
     };
-    io::Error::new(kind, format!("S3: cannot {doing} {key}: {e}"))
+    io::Error::new(kind, format!("{service}: cannot {doing} {key}: {e}"))
 }
 
 /// A part of a key: not empty, not `.` or `..`, no `/` (nothing can reach another
@@ -318,7 +540,7 @@ fn part<'a>(what: &str, c: &'a str) -> io::Result<&'a str> {
     if !hearth_vfs::is_safe_component(c) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("refusing the {what} {c:?} in an S3 key"),
+            format!("refusing the {what} {c:?} in an object key"),
         ));
     }
     Ok(c)
@@ -370,16 +592,17 @@ fn temp_key(domain: &str, token: &str) -> io::Result<String> {
 }
 
 /// An upload streaming into its `uploads/` key.
-struct S3Temp {
+struct ObjectTemp {
     /// `None` once sealed.
     writer: Option<opendal::Writer>,
+    service: &'static str,
     key: String,
     token: String,
     size: u64,
 }
 
 #[async_trait]
-impl TempBlob for S3Temp {
+impl TempBlob for ObjectTemp {
     async fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
         let writer = self
             .writer
@@ -388,7 +611,7 @@ impl TempBlob for S3Temp {
         writer
             .write(Bytes::copy_from_slice(chunk))
             .await
-            .map_err(|e| convert(e, "upload", &self.key))?;
+            .map_err(|e| convert(self.service, e, "upload", &self.key))?;
         self.size += chunk.len() as u64;
         Ok(())
     }
@@ -401,9 +624,14 @@ impl TempBlob for S3Temp {
         if let Err(e) = writer.close().await {
             // Parts already sent must not stay (they are billed, and invisible).
             if let Err(ae) = writer.abort().await {
-                tracing::debug!(error = %ae, key = %self.key, "aborting a failed S3 upload");
+                tracing::debug!(error = %ae, key = %self.key, "aborting a failed upload");
             }
-            return Err(convert(e, "complete the upload of", &self.key));
+            return Err(convert(
+                self.service,
+                e,
+                "complete the upload of",
+                &self.key,
+            ));
         }
         Ok(Sealed {
             token: std::mem::take(&mut self.token),
@@ -412,7 +640,7 @@ impl TempBlob for S3Temp {
     }
 }
 
-impl Drop for S3Temp {
+impl Drop for ObjectTemp {
     fn drop(&mut self) {
         // Not sealed: the upload failed or was abandoned. Nothing is visible under its
         // key before `close`; the parts of a multipart upload already sent are aborted.
@@ -422,12 +650,12 @@ impl Drop for S3Temp {
                 Ok(rt) => {
                     rt.spawn(async move {
                         if let Err(e) = writer.abort().await {
-                            tracing::warn!(error = %e, key = %key, "cannot abort an abandoned S3 upload");
+                            tracing::warn!(error = %e, key = %key, "cannot abort an abandoned upload");
                         }
                     });
                 }
                 Err(_) => {
-                    tracing::warn!(key = %key, "an abandoned S3 upload outside a runtime is left to the bucket's lifecycle rules");
+                    tracing::warn!(key = %key, "an abandoned upload outside a runtime is left to the bucket's lifecycle rules (or Swift's segments)");
                 }
             }
         }
@@ -435,7 +663,7 @@ impl Drop for S3Temp {
 }
 
 #[async_trait]
-impl BlobStore for S3BlobStore {
+impl BlobStore for ObjectBlobStore {
     async fn create_temp(&self, domain: &str) -> io::Result<Box<dyn TempBlob>> {
         let token = format!("upload-{}", hearth_core::random_hex(16));
         let key = temp_key(domain, &token)?;
@@ -445,9 +673,10 @@ impl BlobStore for S3BlobStore {
             .chunk(self.chunk_size)
             .concurrent(self.concurrency)
             .await
-            .map_err(|e| convert(e, "start the upload of", &key))?;
-        Ok(Box::new(S3Temp {
+            .map_err(|e| convert(self.service, e, "start the upload of", &key))?;
+        Ok(Box::new(ObjectTemp {
             writer: Some(writer),
+            service: self.service,
             key,
             token,
             size: 0,
@@ -459,21 +688,21 @@ impl BlobStore for S3BlobStore {
         let dest = match file_key(at.domain, at.file_id) {
             Ok(d) => d,
             Err(e) => {
-                self.drop_temp(&temp).await;
+                self.drop_temp(&temp, sealed.size).await;
                 return Err(e);
             }
         };
         match self.exists(&dest).await {
-            Ok(false) => self.move_temp(&temp, &dest).await,
+            Ok(false) => self.move_temp(&temp, sealed.size, &dest).await,
             Ok(true) => {
-                self.drop_temp(&temp).await;
+                self.drop_temp(&temp, sealed.size).await;
                 Err(io::Error::new(
                     io::ErrorKind::AlreadyExists,
-                    format!("S3: {dest} already has content"),
+                    format!("{}: {dest} already has content", self.service),
                 ))
             }
             Err(e) => {
-                self.drop_temp(&temp).await;
+                self.drop_temp(&temp, sealed.size).await;
                 Err(e)
             }
         }
@@ -495,7 +724,7 @@ impl BlobStore for S3BlobStore {
         let (dest, version) = match keys {
             Ok(k) => k,
             Err(e) => {
-                self.drop_temp(&temp).await;
+                self.drop_temp(&temp, sealed.size).await;
                 return Err(e);
             }
         };
@@ -507,12 +736,17 @@ impl BlobStore for S3BlobStore {
                 Ok(_) => kept = Some(vkey),
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
                 Err(e) => {
-                    self.drop_temp(&temp).await;
-                    return Err(convert(e, "keep the former content of", &dest));
+                    self.drop_temp(&temp, sealed.size).await;
+                    return Err(convert(
+                        self.service,
+                        e,
+                        "keep the former content of",
+                        &dest,
+                    ));
                 }
             }
         }
-        if let Err(e) = self.move_temp(&temp, &dest).await {
+        if let Err(e) = self.move_temp(&temp, sealed.size, &dest).await {
             if let Some(vkey) = &kept
                 && let Err(de) = self.delete(vkey).await
             {
@@ -529,13 +763,13 @@ impl BlobStore for S3BlobStore {
         self.op
             .copy(&vkey, &dest)
             .await
-            .map_err(|e| convert(e, "restore a version into", &dest))?;
+            .map_err(|e| convert(self.service, e, "restore a version into", &dest))?;
         self.delete(&vkey).await
     }
 
     async fn discard(&self, domain: &str, sealed: Sealed) {
         match temp_key(domain, &sealed.token) {
-            Ok(k) => self.drop_temp(&k).await,
+            Ok(k) => self.drop_temp(&k, sealed.size).await,
             Err(e) => tracing::warn!(error = %e, "bad temporary blob token"),
         }
     }
@@ -555,7 +789,7 @@ impl BlobStore for S3BlobStore {
             Ok(m) if m.is_file() => Ok(Some(m.content_length())),
             Ok(_) => Ok(None),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(convert(e, "look at", &key)),
+            Err(e) => Err(convert(self.service, e, "look at", &key)),
         }
     }
 
@@ -602,21 +836,21 @@ impl BlobStore for S3BlobStore {
         let dest = match version_key(domain, file_id, version) {
             Ok(d) => d,
             Err(e) => {
-                self.drop_temp(&temp).await;
+                self.drop_temp(&temp, sealed.size).await;
                 return Err(e);
             }
         };
         match self.exists(&dest).await {
-            Ok(false) => self.move_temp(&temp, &dest).await,
+            Ok(false) => self.move_temp(&temp, sealed.size, &dest).await,
             Ok(true) => {
-                self.drop_temp(&temp).await;
+                self.drop_temp(&temp, sealed.size).await;
                 Err(io::Error::new(
                     io::ErrorKind::AlreadyExists,
-                    format!("S3: {dest} already has content"),
+                    format!("{}: {dest} already has content", self.service),
                 ))
             }
             Err(e) => {
-                self.drop_temp(&temp).await;
+                self.drop_temp(&temp, sealed.size).await;
                 Err(e)
             }
         }
@@ -678,7 +912,7 @@ impl BlobStore for S3BlobStore {
             .write(&key, jpeg)
             .await
             .map(|_| ())
-            .map_err(|e| convert(e, "store", &key))
+            .map_err(|e| convert(self.service, e, "store", &key))
     }
 
     async fn open_thumb(&self, domain: &str, file_id: &str, format: &str) -> io::Result<ThumbBlob> {
@@ -688,7 +922,7 @@ impl BlobStore for S3BlobStore {
             .op
             .read(&key)
             .await
-            .map_err(|e| convert(e, "read", &key))?
+            .map_err(|e| convert(self.service, e, "read", &key))?
             .to_bytes();
         Ok(ThumbBlob {
             size: bytes.len() as u64,

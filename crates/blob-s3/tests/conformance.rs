@@ -1,7 +1,9 @@
-//! The same behaviours on the local disk and on S3: every test of the suite runs once
-//! over [`LocalBlobStore`] (the reference) and once over [`S3BlobStore`] on a real S3
-//! server on loopback (`s3s-fs`, see `support`), through the whole files service
-//! (`Vfs` on a real SQLite store) and through the `BlobStore` trait directly.
+//! The same behaviours on the local disk, on S3 and on Swift: every test of the suite
+//! runs once over [`LocalBlobStore`] (the reference), once over [`S3BlobStore`] on a
+//! real S3 server on loopback (`s3s-fs`, see `support`) and once over
+//! [`ObjectBlobStore::swift`] on a real single-node OpenStack Swift on loopback
+//! (Debian's packages, see `support::swift`), through the whole files service (`Vfs` on
+//! a real SQLite store) and through the `BlobStore` trait directly.
 
 // Test helpers panic on failure: that is how they report it.
 #![allow(clippy::unwrap_used)]
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use bytes::Bytes;
-use hearth_blob_s3::{S3BlobStore, S3Config};
+use hearth_blob_s3::{ObjectBlobStore, S3BlobStore, S3Config, SwiftAuth, SwiftConfig};
 use hearth_instances::{CreateOptions, Instance, Instances, InstancesConfig, ScryptCost};
 use hearth_store::DocStore;
 use hearth_store_sqlite::{SqliteOptions, SqliteStore};
@@ -35,6 +37,7 @@ const DOMAIN: &str = "a.localhost";
 enum Kind {
     Local,
     S3,
+    Swift,
 }
 
 struct Env {
@@ -43,6 +46,8 @@ struct Env {
     blobs: Arc<dyn BlobStore>,
     inst: Instance,
     s3: Option<S3Server>,
+    /// Swift's container for this test.
+    container: Option<String>,
     #[allow(dead_code)] // kept for debugging failures on the local disk
     files: PathBuf,
     _dir: tempfile::TempDir,
@@ -83,6 +88,7 @@ async fn env(kind: Kind) -> Env {
         })
         .await
         .unwrap();
+    let mut container = None;
     let (blobs, s3): (Arc<dyn BlobStore>, _) = match kind {
         Kind::Local => (Arc::new(LocalBlobStore::new(&files)), None),
         Kind::S3 => {
@@ -90,6 +96,23 @@ async fn env(kind: Kind) -> Env {
             let store = s3_store(&server);
             store.check().await.unwrap();
             (Arc::new(store), Some(server))
+        }
+        Kind::Swift => {
+            let swift = support::swift::swift().unwrap();
+            let name = swift.container().await;
+            let mut c = SwiftConfig::new(
+                name.clone(),
+                SwiftAuth::new(
+                    swift.auth_url.clone(),
+                    support::swift::USER,
+                    support::swift::KEY,
+                ),
+            );
+            c.prefix = "node/".into();
+            let store = ObjectBlobStore::swift(c).await.unwrap();
+            store.check().await.unwrap();
+            container = Some(name);
+            (Arc::new(store), None)
         }
     };
     let vfs = Vfs::new(store, blobs.clone());
@@ -99,6 +122,7 @@ async fn env(kind: Kind) -> Env {
         blobs,
         inst,
         s3,
+        container,
         files,
         _dir: dir,
     }
@@ -183,8 +207,12 @@ impl Env {
         t.seal().await.unwrap()
     }
 
-    /// What the S3 server holds on its disk (nothing for the local store).
-    fn server_files(&self) -> Vec<String> {
+    /// What the S3 server holds on its disk, or every object of the Swift container
+    /// (nothing for the local store).
+    async fn server_files(&self) -> Vec<String> {
+        if let Some(c) = &self.container {
+            return support::swift::swift().unwrap().objects(c).await;
+        }
         self.s3
             .as_ref()
             .map(S3Server::files_on_disk)
@@ -223,6 +251,17 @@ macro_rules! suite {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name(super::env(super::Kind::S3).await).await;
+                }
+            )*
+        }
+        mod swift {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if crate::support::swift::swift().is_none() {
+                        return;
+                    }
+                    super::$name(super::env(super::Kind::Swift).await).await;
                 }
             )*
         }
@@ -296,6 +335,14 @@ async fn large_upload_in_parts(e: Env) {
     assert!(e.content(&new.id).await == next);
     assert!(e.read_version(&doc.id, &doc.rev).await.unwrap() == content);
     assert!(e.vfs.fsck(&e.inst).await.unwrap().is_empty());
+    if e.kind == Kind::Swift {
+        // Committed as plain objects: no segment stays.
+        let left = e.server_files().await;
+        assert!(
+            left.iter().all(|f| !f.starts_with(".segments/")),
+            "{left:?}"
+        );
+    }
 }
 
 async fn overwrite_keeps_versions(e: Env) {
@@ -782,8 +829,8 @@ async fn clear_removes_everything(e: Env) {
         .collect();
     assert!(left.is_empty(), "{left:?}");
     e.blobs.discard(DOMAIN, sealed).await;
-    if e.kind == Kind::S3 {
-        assert!(e.server_files().iter().all(|p| !p.contains("files/")));
+    if e.kind != Kind::Local {
+        assert!(e.server_files().await.iter().all(|p| !p.contains("files/")));
     }
 }
 
@@ -901,21 +948,27 @@ async fn temp_dropped_before_seal_leaves_nothing(e: Env) {
     for _ in 0..17 {
         t.write(&chunk).await.unwrap();
     }
-    if e.kind == Kind::S3 {
-        // The first part reaches the server (sent in the background).
+    if e.kind != Kind::Local {
+        // The first part (S3) or segment (Swift) reaches the server (sent in the
+        // background).
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !e.server_files().iter().any(|f| f.contains("part")) {
+        while !e
+            .server_files()
+            .await
+            .iter()
+            .any(|f| f.contains("part") || f.starts_with(".segments/"))
+        {
             assert!(Instant::now() < deadline, "no part on the server");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
     drop(t);
     assert_eq!(e.temps().await, 0);
-    if e.kind == Kind::S3 {
+    if e.kind != Kind::Local {
         // The abort runs in the background: the server's disk empties soon.
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let left = e.server_files();
+            let left = e.server_files().await;
             if left.is_empty() {
                 break;
             }
@@ -1009,5 +1062,62 @@ async fn replace_and_restore(e: Env) {
     assert_eq!(
         read_all(e.blobs.open(at, 0, None).await.unwrap()).await,
         b"v1"
+    );
+}
+
+/// Tokens expire (after [`support::swift::TOKEN_LIFE_SECS`] here): the store logs in
+/// again when Swift answers 401, during an upload too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swift_logs_in_again_when_the_token_expires() {
+    if support::swift::swift().is_none() {
+        return;
+    }
+    let e = env(Kind::Swift).await;
+    let doc = e.upload("a.txt", b"before").await;
+    let wait = Duration::from_secs(support::swift::TOKEN_LIFE_SECS + 1);
+    tokio::time::sleep(wait).await;
+    assert_eq!(e.content(&doc.id).await, b"before");
+    let mut t = e.blobs.create_temp(DOMAIN).await.unwrap();
+    let chunk = pattern(1024 * 1024, 3);
+    for _ in 0..9 {
+        t.write(&chunk).await.unwrap();
+    }
+    tokio::time::sleep(wait).await;
+    for _ in 0..9 {
+        t.write(&chunk).await.unwrap();
+    }
+    let sealed = t.seal().await.unwrap();
+    assert_eq!(sealed.size, 18 * 1024 * 1024);
+    e.blobs
+        .commit_new(
+            sealed,
+            BlobRef {
+                domain: DOMAIN,
+                file_id: "big",
+                path: "/big",
+            },
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(wait).await;
+    let r = e
+        .blobs
+        .open(
+            BlobRef {
+                domain: DOMAIN,
+                file_id: "big",
+                path: "/big",
+            },
+            0,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(read_all(r).await.len(), 18 * 1024 * 1024);
+    assert!(
+        e.server_files()
+            .await
+            .iter()
+            .all(|f| !f.starts_with(".segments/"))
     );
 }

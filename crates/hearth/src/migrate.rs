@@ -162,7 +162,7 @@ async fn migrate(loaded: Loaded, args: MigrateArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let (source_blobs, files_dir) = open_source_blobs(&loaded)?;
+    let (source_blobs, files_dir) = open_source_blobs(&loaded).await?;
     let target_blobs = match &target_fs {
         Some(loc) => Some(open_target_blobs(loc, config, &args).await?),
         None => None,
@@ -299,6 +299,12 @@ fn describe_fs(loc: &FsLocation) -> String {
             if s3.prefix.is_empty() { "" } else { "/" },
             s3.prefix
         ),
+        FsLocation::Swift(s) => format!(
+            "swift://{}{}{}",
+            s.container,
+            if s.prefix.is_empty() { "" } else { "/" },
+            s.prefix
+        ),
     }
 }
 
@@ -325,12 +331,18 @@ async fn open_store(loc: &DatabaseLocation, config: &Config) -> anyhow::Result<A
 }
 
 /// The current blob store, and the directory of instances' local files.
-fn open_source_blobs(loaded: &Loaded) -> anyhow::Result<(Arc<dyn BlobStore>, PathBuf)> {
+async fn open_source_blobs(loaded: &Loaded) -> anyhow::Result<(Arc<dyn BlobStore>, PathBuf)> {
     let config = &loaded.config;
     Ok(match &loaded.backends.fs {
         FsLocation::Local { dir } => (Arc::new(LocalBlobStore::new(dir.clone())), dir.clone()),
         FsLocation::S3(s3) => {
             let blobs = crate::serve::s3_blob_store(s3, &config.fs)
+                .map_err(|e| loaded.error_at("fs.url", e.to_string()))?;
+            (Arc::new(blobs), config.data_dir.join("files"))
+        }
+        FsLocation::Swift(swift) => {
+            let blobs = crate::serve::swift_blob_store(swift, &config.fs)
+                .await
                 .map_err(|e| loaded.error_at("fs.url", e.to_string()))?;
             (Arc::new(blobs), config.data_dir.join("files"))
         }
@@ -362,6 +374,16 @@ async fn open_target_blobs(
                 .check()
                 .await
                 .context("cannot reach the S3 bucket of --to-fs")?;
+            Arc::new(blobs)
+        }
+        FsLocation::Swift(swift) => {
+            let blobs = crate::serve::swift_blob_store(swift, &config.fs)
+                .await
+                .map_err(|e| crate::UsageError(format!("--to-fs: {e}")))?;
+            blobs
+                .check()
+                .await
+                .context("cannot reach the Swift container of --to-fs")?;
             Arc::new(blobs)
         }
     })

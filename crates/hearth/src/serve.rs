@@ -95,6 +95,18 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
             local_files = config.data_dir.join("files");
             (&local_files, Some(blobs))
         }
+        // With Swift, the same: the content goes to the container.
+        FsLocation::Swift(swift) => {
+            let blobs = swift_blob_store(swift, &config.fs)
+                .await
+                .map_err(|e| loaded.error_at("fs.url", e.to_string()))?;
+            blobs
+                .check()
+                .await
+                .context("cannot reach the Swift container of fs.url")?;
+            local_files = config.data_dir.join("files");
+            (&local_files, Some(blobs))
+        }
     };
     std::fs::create_dir_all(files_dir)
         .with_context(|| format!("cannot create the files directory {}", files_dir.display()))?;
@@ -621,4 +633,28 @@ pub(crate) fn s3_blob_store(
     c.access_key_id = fs.s3_access_key_id.clone();
     c.secret_access_key = fs.s3_secret_access_key.clone();
     hearth_blob_s3::S3BlobStore::new(c)
+}
+
+/// The blob store of a `swift://` `fs.url`, logged in with `fs.swift_user` and
+/// `fs.swift_password`.
+pub(crate) async fn swift_blob_store(
+    swift: &crate::config::SwiftLocation,
+    fs: &crate::config::FsConfig,
+) -> std::io::Result<hearth_blob_s3::ObjectBlobStore> {
+    let (Some(user), Some(password)) = (&fs.swift_user, &fs.swift_password) else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "swift:// storage needs fs.swift_user and fs.swift_password",
+        ));
+    };
+    let mut auth =
+        hearth_blob_s3::SwiftAuth::new(swift.auth_url.clone(), user.clone(), password.clone());
+    auth.project = swift.project.clone();
+    if let Some(d) = &swift.domain {
+        auth.domain = d.clone();
+    }
+    auth.region = swift.region.clone();
+    let mut c = hearth_blob_s3::SwiftConfig::new(swift.container.clone(), auth);
+    c.prefix = swift.prefix.clone();
+    hearth_blob_s3::ObjectBlobStore::swift(c).await
 }

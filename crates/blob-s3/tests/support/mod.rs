@@ -2,6 +2,8 @@
 //! one per test, stopped when dropped. It must be installed (`.ci/run` installs it):
 //! the tests fail, and say how to install it, when it is missing.
 
+pub mod swift;
+
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1313,7 +1313,7 @@ mod tests {
         };
         assert_eq!(
             load_err(&input),
-            "HEARTH_FS_URL: fs.url: swift:// storage is not compiled in yet (file:// and s3:// are)"
+            "HEARTH_FS_URL: fs.url: swift:// needs auth_url, as in swift://files?auth_url=https://swift.example.net/auth/v1.0"
         );
 
         let input = LoadInput {

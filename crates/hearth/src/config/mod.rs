@@ -145,7 +145,10 @@ pub struct FsConfig {
     /// `file://<directory>` (an absolute path alone also works), or
     /// `s3://<bucket>[/<prefix>]?endpoint=<url>&region=<region>` for an S3 bucket
     /// (`endpoint` defaults to AWS's for the region, `region` to `us-east-1`;
-    /// `virtual_host=true` for `bucket.host` URLs). `swift://` is reserved.
+    /// `virtual_host=true` for `bucket.host` URLs), or
+    /// `swift://<container>[/<prefix>]?auth_url=<url>` for an OpenStack Swift container
+    /// (TempAuth's `…/auth/v1.0`, or Keystone's `…/v3` with `project`, `domain`
+    /// (`Default`) and `region` as further parameters).
     pub url: String,
     /// The access key id of `s3://` storage. When both S3 keys are absent, the usual
     /// AWS sources are read: `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`, then the
@@ -153,6 +156,10 @@ pub struct FsConfig {
     pub s3_access_key_id: Option<String>,
     /// The secret access key of `s3://` storage (see `s3_access_key_id`).
     pub s3_secret_access_key: Option<String>,
+    /// The user of `swift://` storage: TempAuth's `account:user`, or Keystone's user.
+    pub swift_user: Option<String>,
+    /// The key (TempAuth) or password (Keystone) of `swift://` storage.
+    pub swift_password: Option<String>,
 }
 
 /// `database.*`: the document store.
@@ -339,6 +346,8 @@ impl Config {
                 url: format!("file://{}", base.join("files").display()),
                 s3_access_key_id: None,
                 s3_secret_access_key: None,
+                swift_user: None,
+                swift_password: None,
             },
             database: DatabaseConfig {
                 url: format!("sqlite://{}", base.join("db").display()),
@@ -428,6 +437,74 @@ pub enum FsLocation {
     Local { dir: PathBuf },
     /// Files in an S3 bucket, keyed by file id.
     S3(S3Location),
+    /// Files in an OpenStack Swift container, keyed by file id.
+    Swift(SwiftLocation),
+}
+
+/// A Swift container named by `fs.url` (user and password are separate keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwiftLocation {
+    pub container: String,
+    /// Below the container's root, without slashes around it (`""` for none).
+    pub prefix: String,
+    /// TempAuth's `…/auth/v1.0`, or Keystone's `…/v3`.
+    pub auth_url: String,
+    /// Keystone: the project, the domain of the user and project, the region.
+    pub project: Option<String>,
+    pub domain: Option<String>,
+    pub region: Option<String>,
+}
+
+/// Parses the part of a `swift://` URL after the scheme:
+/// `<container>[/<prefix>]?auth_url=<url>[&project=…&domain=…&region=…]`.
+fn parse_swift_url(rest: &str) -> Result<SwiftLocation, String> {
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (container, prefix) = path.split_once('/').unwrap_or((path, ""));
+    if container.is_empty() || container.len() > 256 || container.starts_with('.') {
+        return Err(format!(
+            "{container:?} is not a Swift container name, as in \
+             swift://files?auth_url=https://swift.example.net/auth/v1.0"
+        ));
+    }
+    let prefix = prefix.trim_matches('/');
+    if prefix.split('/').any(|p| p == "." || p == "..") {
+        return Err(format!("the prefix {prefix:?} has a . or .. part"));
+    }
+    let mut loc = SwiftLocation {
+        container: container.to_owned(),
+        prefix: prefix.to_owned(),
+        auth_url: String::new(),
+        project: None,
+        domain: None,
+        region: None,
+    };
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+        .map_err(|e| format!("cannot read the query of the swift:// URL: {e}"))?;
+    for (k, v) in pairs {
+        match k.as_str() {
+            "auth_url" => {
+                if !(v.starts_with("http://") || v.starts_with("https://")) {
+                    return Err(format!("auth_url={v:?} is not an http:// or https:// URL"));
+                }
+                loc.auth_url = v;
+            }
+            "project" if !v.is_empty() => loc.project = Some(v),
+            "domain" if !v.is_empty() => loc.domain = Some(v),
+            "region" if !v.is_empty() => loc.region = Some(v),
+            _ => {
+                return Err(format!(
+                    "unknown swift:// parameter {k:?} (expected auth_url, project, domain or region)"
+                ));
+            }
+        }
+    }
+    if loc.auth_url.is_empty() {
+        return Err(
+            "swift:// needs auth_url, as in swift://files?auth_url=https://swift.example.net/auth/v1.0"
+                .into(),
+        );
+    }
+    Ok(loc)
 }
 
 /// An S3 bucket named by `fs.url` (credentials are separate keys).
@@ -595,9 +672,7 @@ pub fn parse_fs_url(url: &str) -> Result<(String, FsLocation), String> {
             },
         )),
         Some(("s3", rest)) => Ok((url.to_owned(), FsLocation::S3(parse_s3_url(rest)?))),
-        Some(("swift", _)) => {
-            Err("swift:// storage is not compiled in yet (file:// and s3:// are)".into())
-        }
+        Some(("swift", rest)) => Ok((url.to_owned(), FsLocation::Swift(parse_swift_url(rest)?))),
         Some((scheme, _)) => Err(format!(
             "unknown scheme {scheme}:// (expected file://, s3:// or swift://)"
         )),
@@ -878,7 +953,39 @@ mod tests {
                 dir: "/srv/files".into()
             })
         );
-        assert!(parse_fs_url("swift://x").is_err_and(|e| e.contains("not compiled in yet")));
+        assert_eq!(
+            parse_fs_url("swift://files/node/?auth_url=http://127.0.0.1:8080/auth/v1.0")
+                .map(|(_, l)| l),
+            Ok(FsLocation::Swift(SwiftLocation {
+                container: "files".into(),
+                prefix: "node".into(),
+                auth_url: "http://127.0.0.1:8080/auth/v1.0".into(),
+                project: None,
+                domain: None,
+                region: None,
+            }))
+        );
+        assert_eq!(
+            parse_fs_url("swift://c?auth_url=https://k.example/v3&project=p&domain=d&region=r1")
+                .map(|(_, l)| l),
+            Ok(FsLocation::Swift(SwiftLocation {
+                container: "c".into(),
+                prefix: String::new(),
+                auth_url: "https://k.example/v3".into(),
+                project: Some("p".into()),
+                domain: Some("d".into()),
+                region: Some("r1".into()),
+            }))
+        );
+        for bad in [
+            "swift://x",
+            "swift://?auth_url=http://h/auth/v1.0",
+            "swift://c/../x?auth_url=http://h/auth/v1.0",
+            "swift://c?auth_url=ftp://h",
+            "swift://c?auth_url=http://h/auth/v1.0&key=x",
+        ] {
+            assert!(parse_fs_url(bad).is_err(), "{bad}");
+        }
         assert!(parse_fs_url("ftp://x").is_err_and(|e| e.starts_with("unknown scheme ftp://")));
         assert!(parse_fs_url("relative/dir").is_err());
     }
