@@ -7,12 +7,14 @@
 //! `cargo run --release -p hearth-bench -- files [--big-mib N] [--small N]` or
 //! `cargo run --release -p hearth-bench -- jobs [--jobs N] [--images N] [--sync-normal]` or
 //! `cargo run --release -p hearth-bench -- move [--mib N] [--files N]` or
+//! `cargo run --release -p hearth-bench -- move-servers [--mib N] [--files N]` or
 //! `cargo run --release -p hearth-bench -- nodes [--clients N] [--seconds N] [--instances N]`
 //! (after `cargo build --release -p hearth`).
 
 mod files;
 mod instances;
 mod jobs;
+mod move_servers;
 mod moves;
 mod nodes;
 mod store;
@@ -61,6 +63,11 @@ fn main() -> anyhow::Result<()> {
             let files = flag(&args, "--files").unwrap_or(20_000);
             moves::run(mib, files)
         }
+        "move-servers" => {
+            let mib = flag(&args, "--mib").unwrap_or(2048) as u64;
+            let files = flag(&args, "--files").unwrap_or(20_000);
+            move_servers::run(mib, files)
+        }
         "nodes" => nodes::run(&nodes::Options {
             clients: flag(&args, "--clients").unwrap_or(16),
             seconds: flag(&args, "--seconds").unwrap_or(15) as u64,
@@ -68,7 +75,7 @@ fn main() -> anyhow::Result<()> {
         }),
         other => {
             anyhow::bail!(
-                "unknown scenario {other:?} (known: store, store-postgres, instances, files, jobs, move, nodes)"
+                "unknown scenario {other:?} (known: store, store-postgres, instances, files, jobs, move, move-servers, nodes)"
             )
         }
     }

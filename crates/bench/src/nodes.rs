@@ -25,7 +25,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 
-const PASSPHRASE: &str = "bench admin passphrase";
+pub(crate) const PASSPHRASE: &str = "bench admin passphrase";
 const S3_ACCESS_KEY: &str = "hearth-bench-access";
 const S3_SECRET_KEY: &str = "hearth-bench-secret";
 const S3_BUCKET: &str = "hearth-bench";
@@ -40,7 +40,7 @@ pub(crate) struct Options {
     pub instances: usize,
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
         .local_addr()?
         .port())
@@ -71,7 +71,7 @@ fn wait_for_port(port: u16, what: &str) -> anyhow::Result<()> {
 }
 
 /// A child process stopped (SIGTERM, then SIGKILL) when dropped.
-struct Process(Child);
+pub(crate) struct Process(Child);
 
 impl Process {
     fn stop(&mut self) {
@@ -227,7 +227,7 @@ impl Backends {
     }
 }
 
-fn hearth_bin() -> anyhow::Result<PathBuf> {
+pub(crate) fn hearth_bin() -> anyhow::Result<PathBuf> {
     let bin = PathBuf::from(env_or("HEARTH_BIN", "target/release/hearth"));
     anyhow::ensure!(
         bin.is_file(),
@@ -237,13 +237,25 @@ fn hearth_bin() -> anyhow::Result<PathBuf> {
     Ok(std::path::absolute(bin)?)
 }
 
-struct Node {
+pub(crate) struct Node {
     process: Process,
-    port: u16,
-    admin_port: u16,
+    pub(crate) port: u16,
+    pub(crate) admin_port: u16,
 }
 
-fn start_node(bin: &Path, dir: &Path, config: &Path, name: &str) -> anyhow::Result<Node> {
+impl Node {
+    /// The server's process id (to read its memory in `/proc`).
+    pub(crate) fn pid(&self) -> u32 {
+        self.process.0.id()
+    }
+}
+
+pub(crate) fn start_node(
+    bin: &Path,
+    dir: &Path,
+    config: &Path,
+    name: &str,
+) -> anyhow::Result<Node> {
     let (port, admin_port) = (free_port()?, free_port()?);
     let home = dir.join(name);
     std::fs::create_dir_all(&home)?;
@@ -275,7 +287,7 @@ fn start_node(bin: &Path, dir: &Path, config: &Path, name: &str) -> anyhow::Resu
 }
 
 /// Runs `hearth instances <args>` against a node; its standard output.
-fn cli(bin: &Path, dir: &Path, node: &Node, args: &[&str]) -> anyhow::Result<String> {
+pub(crate) fn cli(bin: &Path, dir: &Path, node: &Node, args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new(bin)
         .env_clear()
         .env("HOME", dir)
@@ -295,10 +307,11 @@ fn cli(bin: &Path, dir: &Path, node: &Node, args: &[&str]) -> anyhow::Result<Str
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+pub(crate) type HttpClient =
+    Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 
 /// One request; its status and body.
-async fn call(
+pub(crate) async fn call(
     client: &HttpClient,
     port: u16,
     host: &str,
