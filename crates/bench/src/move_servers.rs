@@ -55,16 +55,7 @@ async fn admin(
 }
 
 fn noise(seed: u64, len: usize) -> Bytes {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    Bytes::from(out)
+    Bytes::from(crate::moves::noise(seed, len))
 }
 
 /// A field of `/proc/<pid>/status`, in MiB (`VmHWM:`, `RssAnon:`…).

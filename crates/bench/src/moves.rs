@@ -77,7 +77,7 @@ fn run_cmd(cmd: &str) -> anyhow::Result<Duration> {
 }
 
 /// Incompressible bytes (xorshift), so that neither side gains by compressing.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
+pub(crate) fn noise(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {

@@ -723,15 +723,21 @@ fn warn_comma_scopes(io: &mut Io<'_>, scopes: &[String]) {
     }
 }
 
-/// Asks the operator to type the domain again; the answer is trimmed and compared
-/// without regard to case.
 fn confirm_destroy(domain: &str, io: &mut Io<'_>) -> Result<(), Failure> {
-    print(
+    confirm_typed(
         io,
         &format!(
             "Are you sure you want to DESTROY the instance {domain}? Type the domain to confirm: "
         ),
-    )?;
+        domain,
+        "destroyed",
+    )
+}
+
+/// Asks `question`, to which the operator answers by typing `domain` again; the answer
+/// is trimmed and compared without regard to case. A mismatch: "nothing was <what>".
+fn confirm_typed(io: &mut Io<'_>, question: &str, domain: &str, what: &str) -> Result<(), Failure> {
+    print(io, question)?;
     let mut answer = String::new();
     io.input
         .read_line(&mut answer)
@@ -740,7 +746,7 @@ fn confirm_destroy(domain: &str, io: &mut Io<'_>) -> Result<(), Failure> {
         Ok(())
     } else {
         Err(Failure::new(format!(
-            "the domain typed does not match {domain}: nothing was destroyed"
+            "the domain typed does not match {domain}: nothing was {what}"
         )))
     }
 }
@@ -765,21 +771,14 @@ fn import(
 ) -> Result<(), Failure> {
     check_domain(domain).map_err(Failure::new)?;
     if !force {
-        print(
+        confirm_typed(
             io,
             &format!(
                 "The import will RESET the instance {domain}: all its data will be replaced. Type the domain to confirm: "
             ),
+            domain,
+            "imported",
         )?;
-        let mut answer = String::new();
-        io.input
-            .read_line(&mut answer)
-            .map_err(|e| Failure::new(format!("cannot read the confirmation: {e}")))?;
-        if answer.trim().to_lowercase() != domain.to_lowercase() {
-            return Err(Failure::new(format!(
-                "the domain typed does not match {domain}: nothing was imported"
-            )));
-        }
     }
     let _ = writeln!(io.err, "Importing into {domain}…");
     let spinner = progress_bar(&format!("importing into {domain}"));
@@ -874,22 +873,15 @@ fn move_instance(
         )));
     }
     if !args.yes {
-        print(
+        confirm_typed(
             io,
             &format!(
                 "The move will RESET the instance {target_domain} with the data of {domain}, \
                  and {domain} will be destroyed some days later. Type {domain} to confirm: "
             ),
+            domain,
+            "moved",
         )?;
-        let mut answer = String::new();
-        io.input
-            .read_line(&mut answer)
-            .map_err(|e| Failure::new(format!("cannot read the confirmation: {e}")))?;
-        if answer.trim().to_lowercase() != domain.to_lowercase() {
-            return Err(Failure::new(format!(
-                "the domain typed does not match {domain}: nothing was moved"
-            )));
-        }
     }
     let token = target
         .move_token(&target_domain)

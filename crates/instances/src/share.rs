@@ -86,6 +86,21 @@ impl Instances {
         permission_id: &str,
         raw_token: &str,
     ) -> InstanceResult<Option<PermissionSet>> {
+        // A link made before a move keeps working: the old token is kept under
+        // `moved_codes` when the permission is imported (spec move 2.7).
+        self.share_rules(domain, permission_id, raw_token, &["codes", "moved_codes"])
+            .await
+    }
+
+    /// The rules of the permission document `permission_id` if one of its `fields`
+    /// (objects of tokens) holds this token and it has not expired.
+    async fn share_rules(
+        &self,
+        domain: &str,
+        permission_id: &str,
+        raw_token: &str,
+        fields: &[&str],
+    ) -> InstanceResult<Option<PermissionSet>> {
         let instance = self.get_str(domain).await?;
         let doc = match self
             .store
@@ -101,9 +116,7 @@ impl Instances {
             Err(StoreError::NotFound(_)) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        // A link made before a move keeps working: the old token is kept under
-        // `moved_codes` when the permission is imported (spec move 2.7).
-        let holds = ["codes", "moved_codes"].iter().any(|k| {
+        let holds = fields.iter().any(|k| {
             doc.get(*k)
                 .and_then(Value::as_object)
                 .is_some_and(|c| c.values().any(|t| t.as_str() == Some(raw_token)))
@@ -132,35 +145,9 @@ impl Instances {
         let Some(claims) = unverified_share_claims(raw_token) else {
             return Ok(None);
         };
-        let instance = self.get_str(domain).await?;
-        let doc = match self
-            .store
-            .get(
-                &instance.instance_id(),
-                &doctype(PERMISSIONS),
-                &claims.sub,
-                GetOptions::default(),
-            )
-            .await
-        {
-            Ok(d) => d,
-            Err(StoreError::NotFound(_)) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        let kept = doc
-            .get("moved_codes")
-            .and_then(Value::as_object)
-            .is_some_and(|c| c.values().any(|t| t.as_str() == Some(raw_token)));
-        let expired = doc
-            .get("expires_at")
-            .and_then(Value::as_u64)
-            .is_some_and(|t| t <= token::now());
-        if !kept || expired {
-            return Ok(None);
-        }
-        Ok(doc
-            .get("permissions")
-            .and_then(|p| PermissionSet::from_json(p).ok())
+        Ok(self
+            .share_rules(domain, &claims.sub, raw_token, &["moved_codes"])
+            .await?
             .map(|set| (claims, set)))
     }
 }

@@ -129,6 +129,21 @@ fn failure(e: MoveError) -> String {
 }
 
 impl ExportWorker {
+    /// The `export_error` mail to the owner (a failure to send it is only logged).
+    async fn mail_export_error(&self, inst: &Instance) {
+        if let Err(me) = mail_owner(
+            self.exports.instances(),
+            &self.mailer,
+            inst,
+            "export_error",
+            Map::new(),
+        )
+        .await
+        {
+            tracing::warn!(error = %me.message, "cannot send the export_error mail");
+        }
+    }
+
     /// The end of a move's export (spec move 1.4 step 8, 3.6 steps 7–8): no
     /// `archiver` mail; the target is told where the export is, or, on any failure
     /// (export or notification), unblocked through `/move/abort`, the owner mailed
@@ -175,17 +190,7 @@ impl ExportWorker {
                 {
                     tracing::warn!(domain = %inst.domain, error = %e, "cannot clear moving_to");
                 }
-                if let Err(me) = mail_owner(
-                    self.exports.instances(),
-                    &self.mailer,
-                    inst,
-                    "export_error",
-                    Map::new(),
-                )
-                .await
-                {
-                    tracing::warn!(error = %me.message, "cannot send the export_error mail");
-                }
+                self.mail_export_error(inst).await;
                 Err(JobError::fatal(msg))
             }
         }
@@ -227,17 +232,8 @@ impl Worker for ExportWorker {
                 .await
             }
             Err(e) => {
-                if !opts.admin_req
-                    && let Err(me) = mail_owner(
-                        self.exports.instances(),
-                        &self.mailer,
-                        inst,
-                        "export_error",
-                        Map::new(),
-                    )
-                    .await
-                {
-                    tracing::warn!(error = %me.message, "cannot send the export_error mail");
+                if !opts.admin_req {
+                    self.mail_export_error(inst).await;
                 }
                 Err(JobError::fatal(failure(e)))
             }

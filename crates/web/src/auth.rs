@@ -38,7 +38,7 @@ use crate::{
 use extract::{Fields, RequestInfo, iterations, lenient_bool, lenient_int};
 use urls::{checked_redirect, home_url};
 
-pub(crate) use urls::request_domain;
+pub(crate) use urls::{request_domain, urlencode};
 
 pub use throttle::{FailureCounter, HitFuture, LoginThrottle};
 
@@ -420,7 +420,7 @@ async fn logout_form(
 // ---------------------------------------------------------------------------------------
 
 /// The live session of the request's `cozysessid` cookie, if any.
-async fn current_session(
+pub(crate) async fn current_session(
     state: &AppState,
     i: &Instance,
     headers: &HeaderMap,

@@ -62,7 +62,8 @@ fn attributes(raw: &[u8]) -> Result<Value, ApiError> {
     Ok(body.pointer("/data/attributes").cloned().unwrap_or(body))
 }
 
-fn check_perm(perm: &Perm) -> Result<(), ApiError> {
+/// The token may POST `io.cozy.imports` (imports, and the target's calls of a move).
+pub(crate) fn check_perm(perm: &Perm) -> Result<(), ApiError> {
     if perm.set.allows_whole_type("POST", IMPORTS) {
         Ok(())
     } else {
@@ -125,14 +126,25 @@ async fn import(
         move_from: attrs.get("move_from").cloned().filter(|v| !v.is_null()),
         admin_req: false,
     };
-    let message = serde_json::to_value(&opts)
+    schedule_import(&state, &i, &opts).await?;
+    let location = format!("{}://{}/move/importing", scheme_for(&i.domain), i.domain);
+    Ok((StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response())
+}
+
+/// The `importing` flag first (the waiting page never bounces), then the `import` job
+/// with these options; the flag is cleared again if the job cannot be queued.
+pub(crate) async fn schedule_import(
+    state: &AppState,
+    i: &hearth_instances::Instance,
+    opts: &ImportOptions,
+) -> Result<(), ApiError> {
+    let message = serde_json::to_value(opts)
         .map_err(|e| ApiError::internal(&std::io::Error::other(e.to_string())))?;
-    hearth_move::set_settings_flag(&state.imports, &i, "importing", Some(Value::Bool(true)))
-        .await?;
+    hearth_move::set_settings_flag(&state.imports, i, "importing", Some(Value::Bool(true))).await?;
     let pushed = state
         .jobs
         .push(
-            &i,
+            i,
             JobRequest {
                 worker: "import".into(),
                 message,
@@ -141,11 +153,12 @@ async fn import(
         )
         .await;
     if let Err(e) = pushed {
-        let _ = hearth_move::set_settings_flag(&state.imports, &i, "importing", None).await;
+        if let Err(e) = hearth_move::set_settings_flag(&state.imports, i, "importing", None).await {
+            tracing::error!(error = %e, "cannot clear the importing flag");
+        }
         return Err(e.into());
     }
-    let location = format!("{}://{}/move/importing", scheme_for(&i.domain), i.domain);
-    Ok((StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response())
+    Ok(())
 }
 
 /// A source's domain as `POST /move/importing?source=` gives it: a host name with an

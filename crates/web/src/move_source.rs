@@ -27,10 +27,7 @@ use crate::{
     pages, serve_app,
 };
 
-/// Exports, `/move/initialize` and `/move/authorize` per instance and 24 hours.
-const MOVES_PER_DAY: usize = 5;
 const DAY_SECS: u64 = 24 * 3600;
-const IMPORTS: &str = "io.cozy.imports";
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -214,26 +211,32 @@ async fn rate_limited(state: &AppState, i: &Instance) -> Result<bool, hearth_mov
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let exports = state
-        .exports()
-        .list(&i.domain)
-        .await?
-        .iter()
-        .filter(|d| {
-            hearth_core::parse_rfc3339(&d.created_at)
-                .is_some_and(|t| now.saturating_sub(t) < DAY_SECS)
-        })
-        .count();
+    let exports = crate::moves::exports_since(state, i, now).await?;
     let mut map = hits()
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mine = map.entry(i.id.clone()).or_default();
     mine.retain(|t| now.saturating_sub(*t) < DAY_SECS);
-    if exports + mine.len() >= MOVES_PER_DAY {
+    if exports + mine.len() >= crate::moves::EXPORTS_PER_DAY {
         return Ok(true);
     }
     mine.push(now);
     Ok(false)
+}
+
+/// `rate_limited` as a page: 404 at the limit, 500 when the exports cannot be read.
+async fn within_limit(state: &AppState, i: &Instance) -> Result<(), Response> {
+    let locale = i.page_locale();
+    match rate_limited(state, i).await {
+        Ok(false) => Ok(()),
+        Ok(true) => Err(error_page(
+            StatusCode::NOT_FOUND,
+            locale,
+            "not_found_title",
+            t(locale, "rate_limited"),
+        )),
+        Err(e) => Err(internal_page(locale, &e)),
+    }
 }
 
 /// `vault`, `used` and `quota` as the wizard wants them (`quota` omitted if none).
@@ -282,17 +285,8 @@ async fn initialize(State(state): State<AppState>, Inst(i): Inst, headers: Heade
             t(locale, "no_wizard"),
         );
     };
-    match rate_limited(&state, &i).await {
-        Ok(false) => {}
-        Ok(true) => {
-            return error_page(
-                StatusCode::NOT_FOUND,
-                locale,
-                "not_found_title",
-                t(locale, "rate_limited"),
-            );
-        }
-        Err(e) => return internal_page(locale, &e),
+    if let Err(r) = within_limit(&state, &i).await {
+        return r;
     }
     let (client_id, client_secret) =
         match moving::register_move_client(&state.instances, &i, &wizard).await {
@@ -364,17 +358,8 @@ async fn authorize(
     if !http_url(redirect) {
         return bad_request(locale, "bad_redirect_uri");
     }
-    match rate_limited(&state, &i).await {
-        Ok(false) => {}
-        Ok(true) => {
-            return error_page(
-                StatusCode::NOT_FOUND,
-                locale,
-                "not_found_title",
-                t(locale, "rate_limited"),
-            );
-        }
-        Err(e) => return internal_page(locale, &e),
+    if let Err(r) = within_limit(&state, &i).await {
+        return r;
     }
     let code = match moving::create_move_code(&state.instances, &i).await {
         Ok(c) => c,
@@ -603,16 +588,6 @@ impl From<MoveFlowError> for ApiError {
     }
 }
 
-fn require_imports(perm: &Perm) -> Result<(), ApiError> {
-    if perm.set.allows_whole_type("POST", IMPORTS) {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(format!(
-            "the token cannot POST {IMPORTS} documents"
-        )))
-    }
-}
-
 /// `POST /move/finalize?subdomain=flat|nested` (token with POST on
 /// `io.cozy.imports`) → 204: this source has moved (spec move 3.7).
 async fn finalize(
@@ -621,7 +596,7 @@ async fn finalize(
     perm: Perm,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    require_imports(&perm)?;
+    crate::imports::check_perm(&perm)?;
     moving::finalize(
         &state.jobs,
         &state.instances,
@@ -640,7 +615,7 @@ async fn abort(
     Inst(i): Inst,
     perm: Perm,
 ) -> Result<Response, ApiError> {
-    require_imports(&perm)?;
+    crate::imports::check_perm(&perm)?;
     moving::abort(&state.instances, &i).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

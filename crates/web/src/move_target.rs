@@ -8,7 +8,7 @@
 use axum::{
     Json, Router,
     extract::{Form, Query, State, rejection::FormRejection},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{delete, get},
 };
@@ -21,10 +21,10 @@ use serde_json::{Value, json};
 
 use crate::{
     AppState, Inst, Perm,
-    auth::cookies,
+    auth::{cookies, urlencode},
     error::{ApiError, html_escape},
     instance::scheme_for,
-    pages,
+    pages::{self, no_store},
 };
 
 /// Routes served even while the instance is blocked for the move.
@@ -207,12 +207,6 @@ fn json_error(status: StatusCode, message: &str) -> Response {
     no_store((status, Json(json!({ "error": message }))).into_response())
 }
 
-fn no_store(mut res: Response) -> Response {
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res
-}
-
 /// The instance settings document (empty when absent or unreadable).
 async fn settings_doc(state: &AppState, i: &Instance, id: &str) -> JsonMap {
     let Ok(dt) = Doctype::new("io.cozy.settings") else {
@@ -226,27 +220,15 @@ async fn settings_doc(state: &AppState, i: &Instance, id: &str) -> JsonMap {
 }
 
 /// The page's script: hashes the password as the login page does
-/// (`window.hearthPassphrase` from `assets/passphrase.js`), posts the form with
+/// (`window.hearthPassphrase.onSubmit` from `assets/passphrase.js`, which the layout
+/// puts after the body, hence the wait for the document), posts the form with
 /// `fetch`, and follows `redirect`, or shows the error.
-const AUTHORIZE_JS: &str = r##"(function () {
+const AUTHORIZE_JS: &str = r##"document.addEventListener("DOMContentLoaded", function () {
   "use strict";
   var form = document.getElementById("authorize-move");
   if (!form) return;
-  var password = form.querySelector("#password");
-  var hashed = form.querySelector("input[name=passphrase]");
-  var button = form.querySelector("button[type=submit]");
-  var status = document.getElementById("status");
-  function say(text, isError) {
-    status.textContent = text;
-    status.className = isError ? "error" : "info";
-  }
-  form.addEventListener("submit", async function (event) {
-    event.preventDefault();
-    button.disabled = true;
-    say(form.dataset.msgWorking, false);
-    try {
-      hashed.value = await window.hearthPassphrase.loginHash(password.value,
-        form.dataset.kdfSalt, parseInt(form.dataset.kdfIterations, 10));
+  window.hearthPassphrase.onSubmit(form, form.dataset.kdfSalt,
+    parseInt(form.dataset.kdfIterations, 10), async function (fail) {
       var res = await fetch(form.action, {
         method: "POST",
         credentials: "same-origin",
@@ -260,17 +242,10 @@ const AUTHORIZE_JS: &str = r##"(function () {
         window.location.href = answer.redirect;
         return;
       }
-      hashed.value = "";
-      button.disabled = false;
-      say(answer.error || form.dataset.msgFailed, true);
-      password.select();
-    } catch (e) {
-      hashed.value = "";
-      button.disabled = false;
-      say(form.dataset.msgFailed + " (" + e + ")", true);
-    }
-  });
-})();
+      fail(answer.error || form.dataset.msgFailed);
+      form.querySelector("#password").select();
+    });
+});
 "##;
 
 /// `GET /auth/authorize/move?state&client_id&redirect_uri` (spec move 3.4 step 2):
@@ -345,18 +320,6 @@ async fn authorize_page(
     let mut res = pages::layout(locale, t(locale, "title"), &body, true).into_response();
     res.headers_mut().append(header::SET_COOKIE, cookie);
     no_store(res)
-}
-
-fn urlencode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// `redirect` with these parameters added to its query (a fragment is dropped).
@@ -467,17 +430,9 @@ async fn has_session(
     i: &Instance,
     headers: &HeaderMap,
 ) -> Result<bool, ApiError> {
-    for value in cookies::values(headers, cookies::SESSION_COOKIE) {
-        if state
-            .instances
-            .session_from_cookie(i, value)
-            .await?
-            .is_some()
-        {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    Ok(crate::auth::current_session(state, i, headers)
+        .await?
+        .is_some())
 }
 
 /// `GET /move/vault` (spec move 3.9): with a session, clears `import_vault` and shows

@@ -15,14 +15,16 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use hearth_instances::Instance;
 use hearth_jobs::JobRequest;
 use hearth_move::{EXPORTS, ExportDoc, ExportOptions, Exports, MoveError, Part};
 use serde_json::{Value, json};
 
 use crate::{AppState, Inst, Perm, error::ApiError};
 
-/// Exports (and `/move/authorize`, `/move/initialize` later) per instance and 24 h.
-const EXPORTS_PER_DAY: usize = 5;
+/// Exports, `/move/initialize` and `/move/authorize` per instance and 24 h (one
+/// count for the three).
+pub(crate) const EXPORTS_PER_DAY: usize = 5;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -116,20 +118,10 @@ async fn create_export(
     headers: HeaderMap,
     raw: Bytes,
 ) -> Result<Response, ApiError> {
-    let exports = state.exports();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let recent = exports
-        .list(&i.domain)
-        .await?
-        .iter()
-        .filter(|d| {
-            hearth_core::parse_rfc3339(&d.created_at)
-                .is_some_and(|t| now.saturating_sub(t) < 24 * 3600)
-        })
-        .count();
-    if recent >= EXPORTS_PER_DAY {
+    if exports_since(&state, &i, now).await? >= EXPORTS_PER_DAY {
         return Err(ApiError::not_found("Not found"));
     }
     if !perm.set.allows_whole_type("POST", EXPORTS) {
@@ -144,12 +136,41 @@ async fn create_export(
         .filter(|h| !h.is_empty())
         .map_or_else(|| i.domain.clone(), str::to_owned);
     opts.contextual_domain = Some(host);
-    let message = serde_json::to_value(&opts)
+    push_export(&state, &i, &opts).await?;
+    Ok(StatusCode::CREATED.into_response())
+}
+
+/// How many exports of the instance were made in the 24 hours before `now` (the
+/// limit `EXPORTS_PER_DAY` counts them; `/move/initialize` and `/move/authorize` too).
+pub(crate) async fn exports_since(
+    state: &AppState,
+    i: &Instance,
+    now: u64,
+) -> Result<usize, MoveError> {
+    Ok(state
+        .exports()
+        .list(&i.domain)
+        .await?
+        .iter()
+        .filter(|d| {
+            hearth_core::parse_rfc3339(&d.created_at)
+                .is_some_and(|t| now.saturating_sub(t) < 24 * 3600)
+        })
+        .count())
+}
+
+/// Pushes the `export` job of a person's export with these options.
+pub(crate) async fn push_export(
+    state: &AppState,
+    i: &Instance,
+    opts: &ExportOptions,
+) -> Result<(), ApiError> {
+    let message = serde_json::to_value(opts)
         .map_err(|e| ApiError::internal(&io::Error::other(e.to_string())))?;
     state
         .jobs
         .push(
-            &i,
+            i,
             JobRequest {
                 worker: "export".into(),
                 message,
@@ -157,7 +178,7 @@ async fn create_export(
             },
         )
         .await?;
-    Ok(StatusCode::CREATED.into_response())
+    Ok(())
 }
 
 /// `GET /move/exports/:mac` → the document (400 bad encoding, 401 wrong or stale

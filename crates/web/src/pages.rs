@@ -3,7 +3,10 @@
 //! pages (password choice, login, home, their errors). The auth forms carry the
 //! script of `assets/passphrase.js` inline: no page loads anything else.
 
-use axum::{http::HeaderMap, http::header, response::Html};
+use axum::{
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{Html, IntoResponse, Response},
+};
 
 use crate::error::html_escape;
 
@@ -156,6 +159,21 @@ pub(crate) fn page(locale: &str, title: &str, paragraphs: &[&str]) -> Html<Strin
         "<!DOCTYPE html>\n<html lang=\"{locale}\">\n<head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
          <title>{title}</title></head>\n<body>\n<main>\n<h1>{title}</h1>\n{body}</main>\n</body>\n</html>\n"
     ))
+}
+
+/// 303 to `location` (500 if it cannot be a header value).
+pub(crate) fn see_other(location: &str) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(v) => (StatusCode::SEE_OTHER, [(header::LOCATION, v)]).into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// `Cache-Control: no-store` on a page or answer that holds a session's secrets.
+pub(crate) fn no_store(mut res: Response) -> Response {
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
 }
 
 /// The script that hashes passwords, inlined into the forms that need it.

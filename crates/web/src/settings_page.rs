@@ -11,15 +11,14 @@ use std::collections::HashMap;
 use axum::{
     Json, Router,
     extract::{Query, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
 use base64::Engine;
 use hearth_instances::{Instance, Session, passphrase::constant_time_eq};
-use hearth_jobs::JobRequest;
 use hearth_move::{ExportDoc, ExportOptions, ImportError, ImportOptions, client::Reach};
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::{
@@ -27,14 +26,10 @@ use crate::{
     auth::request_domain,
     error::{ApiError, html_escape},
     instance::scheme_for,
-    pages,
-    wizard::human_size,
+    moves,
+    pages::{self, no_store, see_other},
+    wizard::{human_size, now_secs},
 };
-
-/// Exports per instance and 24 h (as `POST /move/exports`).
-const EXPORTS_PER_DAY: usize = 5;
-/// The session cookie (spec core-api B.4).
-const SESSION_COOKIE: &str = "cozysessid";
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -51,27 +46,13 @@ pub(crate) fn routes() -> Router<AppState> {
 
 /// The owner's live session, from the `cozysessid` cookie.
 async fn session(state: &AppState, i: &Instance, headers: &HeaderMap) -> Option<Session> {
-    let values = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| {
-            let (k, v) = pair.split_once('=')?;
-            (k.trim() == SESSION_COOKIE).then(|| v.trim().trim_matches('"').to_owned())
-        })
-        .collect::<Vec<_>>();
-    for value in values {
-        match state.instances.session_from_cookie(i, &value).await {
-            Ok(Some(s)) => return Some(s),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "settings page: cannot read a session");
-                return None;
-            }
+    match crate::auth::current_session(state, i, headers).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "settings page: cannot read a session");
+            None
         }
     }
-    None
 }
 
 /// HMAC-SHA256 of the session id keyed with the instance's session secret.
@@ -125,6 +106,18 @@ impl Owner {
         })
     }
 
+    /// The owner of a form's request, whose `csrf_token` must be this session's.
+    async fn of_form(
+        state: &AppState,
+        i: Inst,
+        headers: HeaderMap,
+        form: &HashMap<String, String>,
+    ) -> Result<Self, Box<Response>> {
+        let owner = Self::of(state, i, headers).await?;
+        owner.check(form)?;
+        Ok(owner)
+    }
+
     /// The form's `csrf_token` must be this session's.
     fn check(&self, form: &HashMap<String, String>) -> Result<(), Box<Response>> {
         let given = form.get("csrf_token").map(String::as_str).unwrap_or("");
@@ -156,19 +149,6 @@ impl Owner {
             request_domain(&self.i, &self.headers)
         )
     }
-}
-
-fn see_other(location: &str) -> Response {
-    match HeaderValue::from_str(location) {
-        Ok(v) => (StatusCode::SEE_OTHER, [(header::LOCATION, v)]).into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
-}
-
-fn no_store(mut res: Response) -> Response {
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res
 }
 
 /// A failure of a service for a person: the message of a client error, a generic one
@@ -293,12 +273,6 @@ async fn render(
     no_store((status, page).into_response())
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// The list of exports, and whether one is being made.
 async fn exports_html(state: &AppState, owner: &Owner) -> (String, bool) {
     let docs = match state.exports().list(&owner.i.domain).await {
@@ -397,13 +371,10 @@ async fn start_export(
     headers: HeaderMap,
     axum::Form(form): axum::Form<HashMap<String, String>>,
 ) -> Response {
-    let owner = match Owner::of(&state, inst, headers).await {
+    let owner = match Owner::of_form(&state, inst, headers, &form).await {
         Ok(o) => o,
         Err(r) => return *r,
     };
-    if let Err(r) = owner.check(&form) {
-        return *r;
-    }
     match push_export(&state, &owner).await {
         Ok(()) => see_other("/settings?export=started#exports"),
         Err(e) => {
@@ -424,18 +395,7 @@ async fn start_export(
 }
 
 async fn push_export(state: &AppState, owner: &Owner) -> Result<(), ApiError> {
-    let now = now_secs();
-    let recent = state
-        .exports()
-        .list(&owner.i.domain)
-        .await?
-        .iter()
-        .filter(|d| {
-            hearth_core::parse_rfc3339(&d.created_at)
-                .is_some_and(|t| now.saturating_sub(t) < 24 * 3600)
-        })
-        .count();
-    if recent >= EXPORTS_PER_DAY {
+    if moves::exports_since(state, &owner.i, now_secs()).await? >= moves::EXPORTS_PER_DAY {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too many exports today",
@@ -445,19 +405,7 @@ async fn push_export(state: &AppState, owner: &Owner) -> Result<(), ApiError> {
         contextual_domain: Some(request_domain(&owner.i, &owner.headers)),
         ..ExportOptions::default()
     };
-    let message = serde_json::to_value(&opts)
-        .map_err(|e| ApiError::internal(&std::io::Error::other(e.to_string())))?;
-    state
-        .jobs
-        .push(
-            &owner.i,
-            JobRequest {
-                worker: "export".into(),
-                message,
-                ..Default::default()
-            },
-        )
-        .await?;
+    moves::push_export(state, &owner.i, &opts).await?;
     tracing::info!(domain = %owner.i.domain, "settings page: export requested");
     Ok(())
 }
@@ -507,6 +455,17 @@ fn import_refusal(owner: &Owner, e: ImportError) -> (StatusCode, String) {
     }
 }
 
+/// The page again, with why the link was refused.
+async fn import_refused(state: &AppState, owner: &Owner, e: ImportError, url: &str) -> Response {
+    let (status, text) = import_refusal(owner, e);
+    let notice = Notice {
+        section: "import",
+        error: true,
+        text,
+    };
+    render(state, owner, status, Some(notice), url).await
+}
+
 /// `POST /settings/import/precheck` (`csrf_token`, `url`): the link is checked on the
 /// server; a usable one gets the confirmation step, a refused one the page with why.
 async fn import_precheck(
@@ -515,25 +474,14 @@ async fn import_precheck(
     headers: HeaderMap,
     axum::Form(form): axum::Form<HashMap<String, String>>,
 ) -> Response {
-    let owner = match Owner::of(&state, inst, headers).await {
+    let owner = match Owner::of_form(&state, inst, headers, &form).await {
         Ok(o) => o,
         Err(r) => return *r,
     };
-    if let Err(r) = owner.check(&form) {
-        return *r;
-    }
     let url = form.get("url").map(|u| u.trim()).unwrap_or("");
     match state.imports.precheck(&owner.i, url, Reach::Public).await {
         Ok(doc) => confirm_page(&owner, url, &doc, None),
-        Err(e) => {
-            let (status, text) = import_refusal(&owner, e);
-            let notice = Notice {
-                section: "import",
-                error: true,
-                text,
-            };
-            render(&state, &owner, status, Some(notice), url).await
-        }
+        Err(e) => import_refused(&state, &owner, e, url).await,
     }
 }
 
@@ -594,25 +542,14 @@ async fn start_import(
     headers: HeaderMap,
     axum::Form(form): axum::Form<HashMap<String, String>>,
 ) -> Response {
-    let owner = match Owner::of(&state, inst, headers).await {
+    let owner = match Owner::of_form(&state, inst, headers, &form).await {
         Ok(o) => o,
         Err(r) => return *r,
     };
-    if let Err(r) = owner.check(&form) {
-        return *r;
-    }
     let url = form.get("url").map(|u| u.trim()).unwrap_or("");
     let doc = match state.imports.precheck(&owner.i, url, Reach::Public).await {
         Ok(doc) => doc,
-        Err(e) => {
-            let (status, text) = import_refusal(&owner, e);
-            let notice = Notice {
-                section: "import",
-                error: true,
-                text,
-            };
-            return render(&state, &owner, status, Some(notice), url).await;
-        }
+        Err(e) => return import_refused(&state, &owner, e, url).await,
     };
     let typed = form
         .get("confirm_domain")
@@ -634,7 +571,7 @@ async fn start_import(
     }
 }
 
-/// The `importing` flag first (the waiting page never bounces), then the job.
+/// The import of an export link, as `POST /move/imports` schedules it.
 async fn schedule_import(state: &AppState, i: &Instance, url: &str) -> Result<(), ApiError> {
     let manifest_url = hearth_move::manifest_url_of(url)
         .ok_or_else(|| ApiError::new(StatusCode::PRECONDITION_FAILED, "not an export link"))?;
@@ -644,26 +581,7 @@ async fn schedule_import(state: &AppState, i: &Instance, url: &str) -> Result<()
         move_from: None,
         admin_req: false,
     };
-    let message = serde_json::to_value(&opts)
-        .map_err(|e| ApiError::internal(&std::io::Error::other(e.to_string())))?;
-    hearth_move::set_settings_flag(&state.imports, i, "importing", Some(Value::Bool(true))).await?;
-    let pushed = state
-        .jobs
-        .push(
-            i,
-            JobRequest {
-                worker: "import".into(),
-                message,
-                ..Default::default()
-            },
-        )
-        .await;
-    if let Err(e) = pushed {
-        if let Err(e) = hearth_move::set_settings_flag(&state.imports, i, "importing", None).await {
-            tracing::error!(error = %e, "settings page: cannot clear the importing flag");
-        }
-        return Err(e.into());
-    }
+    crate::imports::schedule_import(state, i, &opts).await?;
     tracing::info!(domain = %i.domain, "settings page: import scheduled");
     Ok(())
 }

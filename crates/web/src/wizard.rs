@@ -28,7 +28,12 @@ use hearth_store::{GetOptions, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::{AppState, error::html_escape, instance::scheme_for, pages};
+use crate::{
+    AppState,
+    error::html_escape,
+    instance::scheme_for,
+    pages::{self, see_other},
+};
 
 /// The doctype of the wizard's states, in the global store.
 pub const WIZARD_DOCTYPE: &str = "io.hearth.move.wizard";
@@ -187,7 +192,7 @@ fn dt() -> Result<Doctype, Failure> {
     Doctype::new(WIZARD_DOCTYPE).map_err(|_| Failure::Internal)
 }
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -249,13 +254,6 @@ fn field<'q>(q: &'q HashMap<String, String>, key: &'static str) -> Result<&'q st
         .map(|v| v.trim())
         .filter(|v| !v.is_empty())
         .ok_or(Failure::BadInput(key))
-}
-
-fn see_other(location: &str) -> Response {
-    match HeaderValue::from_str(location) {
-        Ok(v) => (StatusCode::SEE_OTHER, [(header::LOCATION, v)]).into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
 }
 
 /// Sizes as people read them (`1.5 GB`).

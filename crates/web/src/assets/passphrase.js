@@ -123,41 +123,54 @@
     return base64(await pbkdf2(master, pw, 1));
   }
 
+  // On submit: checks the confirmation field if the form has one, hashes the password
+  // into the `passphrase` field, then `send(fail)`; `fail(text)` (also called with the
+  // error when anything throws) clears the hash, enables the button again and shows the
+  // text. The clear password has no name: only the hash leaves the browser.
+  function onSubmit(form, salt, iterations, send) {
+    var password = form.querySelector("#password");
+    var confirm = form.querySelector("#password-confirm");
+    var hashed = form.querySelector("input[name=passphrase]");
+    var button = form.querySelector("button[type=submit]");
+    var status = document.getElementById("status");
+    function say(text, isError) {
+      status.textContent = text;
+      status.className = isError ? "error" : "info";
+    }
+    function fail(text) {
+      hashed.value = "";
+      button.disabled = false;
+      say(text, true);
+    }
+    form.addEventListener("submit", async function (event) {
+      event.preventDefault();
+      if (confirm && confirm.value !== password.value) {
+        say(form.dataset.msgMismatch, true);
+        confirm.focus();
+        return;
+      }
+      button.disabled = true;
+      say(form.dataset.msgWorking, false);
+      try {
+        hashed.value = await loginHash(password.value, salt, iterations);
+        await send(fail);
+      } catch (e) {
+        fail(form.dataset.msgFailed + " (" + e + ")");
+      }
+    });
+  }
+
   // For the browser tests: both implementations, to compare them.
   window.hearthPassphrase = {
     loginHash: loginHash,
+    onSubmit: onSubmit,
     pbkdf2Js: function (p, s, n) { return base64(pbkdf2Js(utf8.encode(p), utf8.encode(s), n)); },
     pbkdf2: async function (p, s, n) { return base64(await pbkdf2(utf8.encode(p), utf8.encode(s), n)); }
   };
 
   var form = document.querySelector("form[data-salt]");
   if (!form) return;
-  var password = form.querySelector("#password");
-  var confirm = form.querySelector("#password-confirm");
-  var hashed = form.querySelector("input[name=passphrase]");
-  var button = form.querySelector("button[type=submit]");
-  var status = document.getElementById("status");
-  function say(text, isError) {
-    status.textContent = text;
-    status.className = isError ? "error" : "info";
-  }
-  form.addEventListener("submit", async function (event) {
-    event.preventDefault();
-    if (confirm && confirm.value !== password.value) {
-      say(form.dataset.msgMismatch, true);
-      confirm.focus();
-      return;
-    }
-    button.disabled = true;
-    say(form.dataset.msgWorking, false);
-    try {
-      hashed.value = await loginHash(password.value, form.dataset.salt,
-        parseInt(form.dataset.iterations, 10));
-      // The clear password has no name: only the hash leaves the browser.
-      form.submit();
-    } catch (e) {
-      button.disabled = false;
-      say(form.dataset.msgFailed + " (" + e + ")", true);
-    }
+  onSubmit(form, form.dataset.salt, parseInt(form.dataset.iterations, 10), function () {
+    form.submit();
   });
 })();

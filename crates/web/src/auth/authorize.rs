@@ -11,7 +11,7 @@ use hearth_instances::{Instance, oauth::client_json, permission::PermissionSet};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Fields, RequestInfo, cookies, csrf_guard, current_session, see_other};
+use super::{Fields, RequestInfo, cookies, csrf_guard, current_session, see_other, urlencode};
 use crate::{AppState, Inst, error::html_escape};
 
 /// The parameters of both requests (query for GET, form for POST).
@@ -193,18 +193,6 @@ pub(super) async fn authorize_page(
     let mut res = Html(body).into_response();
     res.headers_mut().append(header::SET_COOKIE, cookie);
     res
-}
-
-fn urlencode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// `redirect_uri` with `access_code`, `code` and `state` added (its own query kept) and

@@ -23,6 +23,20 @@ pub(crate) fn request_domain(i: &Instance, headers: &HeaderMap) -> String {
     }
 }
 
+/// Percent-encoding of everything but the unreserved characters (RFC 3986), for a
+/// value in a query.
+pub(crate) fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The home page of the instance: where a login or a registration leads by default.
 pub(super) fn home_url(i: &Instance, headers: &HeaderMap) -> String {
     format!(

@@ -30,9 +30,6 @@ use crate::{
 };
 use template::Value;
 
-/// The session cookie (set with `Domain=<instance host>`, so app hosts receive it).
-const SESSION_COOKIE: &str = "cozysessid";
-
 /// What a request's `Host` names.
 enum Target {
     /// An instance (or one of its aliases).
@@ -257,22 +254,7 @@ pub(crate) async fn session_of(
     inst: &Instance,
     headers: &HeaderMap,
 ) -> Result<Option<Session>, InstanceError> {
-    let values = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| {
-            let (k, v) = pair.split_once('=')?;
-            (k.trim() == SESSION_COOKIE).then(|| v.trim().trim_matches('"').to_owned())
-        })
-        .collect::<Vec<_>>();
-    for v in values {
-        if let Some(s) = state.instances.session_from_cookie(inst, &v).await? {
-            return Ok(Some(s));
-        }
-    }
-    Ok(None)
+    crate::auth::current_session(state, inst, headers).await
 }
 
 /// A route of a manifest: `"/path": {folder, index, public}`.
