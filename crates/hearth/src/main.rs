@@ -150,6 +150,10 @@ struct ServeArgs {
     /// How web apps are addressed: nested or flat [config: subdomains]
     #[arg(long, value_name = "MODE")]
     subdomains: Option<String>,
+    /// The move wizard's address, where the settings page sends a person who moves
+    /// [config: move.url]
+    #[arg(long, value_name = "URL")]
+    move_url: Option<String>,
     /// Refused: Hearth has no CouchDB; its documents are stored where database.url
     /// (--database-url) says
     #[arg(long, value_name = "URL")]
@@ -264,8 +268,6 @@ struct IgnoredFlags {
     lock_url: Option<String>,
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     log_syslog: Option<String>,
-    #[arg(long, value_name = "URL")]
-    move_url: Option<String>,
     #[arg(long, value_name = "SECRET")]
     onlyoffice_inbox_secret: Option<String>,
     #[arg(long, value_name = "SECRET")]
@@ -323,7 +325,6 @@ impl IgnoredFlags {
             ),
             one("lock-url", self.lock_url.is_some()),
             one("log-syslog", self.log_syslog.is_some()),
-            one("move-url", self.move_url.is_some()),
             one(
                 "onlyoffice-inbox-secret",
                 self.onlyoffice_inbox_secret.is_some(),
@@ -425,6 +426,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 log_level: args.log_level,
                 konnectors_cmd: args.konnectors_cmd,
                 subdomains: args.subdomains,
+                move_url: args.move_url,
                 mail_host: args.mail.mail_host,
                 mail_port: args.mail.mail_port,
                 mail_username: args.mail.mail_username,

@@ -190,6 +190,53 @@ pub async fn take_request(
     Ok((req.expires_at > now()).then_some(req))
 }
 
+/// Deletes the documents of a global doctype whose `expires_at` (seconds since the
+/// epoch) has passed: move requests nobody confirmed, the wizard's records of moves
+/// left half-way. Answers how many were deleted.
+pub async fn remove_expired(store: &dyn DocStore, doctype: &str) -> Result<usize, StoreError> {
+    let global = InstanceId::global();
+    let doctype = dt(doctype);
+    let now = now();
+    let mut removed = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let q = hearth_store::AllDocsQuery {
+            include_docs: true,
+            limit: Some(501),
+            // The next page starts at the last id seen (kept, so seen again and
+            // skipped; deleted, so not listed).
+            start_key: after.clone(),
+            ..Default::default()
+        };
+        let rows: Vec<_> = match store.all_docs(&global, &doctype, &q).await {
+            Ok(r) => r.rows,
+            Err(StoreError::NotFound(_)) => return Ok(removed),
+            Err(e) => return Err(e),
+        }
+        .into_iter()
+        .filter(|r| Some(&r.id) != after.as_ref())
+        .collect();
+        let Some(last) = rows.last().map(|r| r.id.clone()) else {
+            return Ok(removed);
+        };
+        for row in rows {
+            let Some(doc) = row.doc else { continue };
+            let expired = doc
+                .get("expires_at")
+                .and_then(Value::as_u64)
+                .is_some_and(|t| t <= now);
+            if let (true, Some(rev)) = (expired, row.rev) {
+                match store.delete(&global, &doctype, &row.id, &rev).await {
+                    Ok(_) => removed += 1,
+                    Err(StoreError::Conflict | StoreError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        after = Some(last);
+    }
+}
+
 /// The instance settings document (empty when there is none).
 pub async fn instance_settings(
     store: &dyn DocStore,
@@ -678,5 +725,44 @@ mod tests {
         assert_ne!(request_id(&s), s);
         assert_eq!(request_id(&s).len(), 64);
         assert_eq!(encode_query("a.localhost:8080"), "a.localhost%3A8080");
+    }
+
+    #[tokio::test]
+    async fn expired_records_are_removed_and_others_kept() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = hearth_store_sqlite::SqliteStore::open(
+            dir.path().join("db"),
+            hearth_store_sqlite::SqliteOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let global = InstanceId::global();
+        // More than a page, so that paging is exercised: 1,200 expired, 3 alive.
+        let mut docs = Vec::new();
+        for i in 0..1203u64 {
+            let expires_at = if i % 400 == 7 { now() + 300 } else { now() - 1 };
+            let mut doc = JsonMap::new();
+            doc.insert("_id".into(), Value::String(format!("{:064x}", i * 7919)));
+            doc.insert("expires_at".into(), Value::from(expires_at));
+            docs.push(doc);
+        }
+        store
+            .bulk(&global, &dt(REQUESTS), docs, false)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let removed = remove_expired(&store, REQUESTS)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(removed, 1200);
+        let left = store
+            .all_docs(
+                &global,
+                &dt(REQUESTS),
+                &hearth_store::AllDocsQuery::default(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(left.total_rows, 3);
+        // Nothing to do for a doctype that was never written.
+        assert_eq!(remove_expired(&store, "io.hearth.none").await.ok(), Some(0));
     }
 }

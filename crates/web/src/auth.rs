@@ -352,13 +352,32 @@ async fn login(
         Ok(c) => c,
         Err(e) => return page_error(&req, e),
     };
-    let url = redirect.unwrap_or_else(|| home_url(&i, &req.headers));
+    let url = match redirect {
+        Some(u) => u,
+        // After a move that left a password vault behind, the first login shows how
+        // to bring it along (spec move 3.9); `/move/vault` clears the flag.
+        None if import_vault_pending(&state, &i).await => format!(
+            "{}://{}/move/vault",
+            crate::instance::scheme_for(&i.domain),
+            i.domain
+        ),
+        None => home_url(&i, &req.headers),
+    };
     let res = if json_exactly(&req.headers) {
         Json(json!({ "redirect": url })).into_response()
     } else {
         see_other(&url)
     };
     with_cookies(res, [cookie])
+}
+
+/// Whether the instance settings ask to show the vault instructions of a move.
+async fn import_vault_pending(state: &AppState, i: &Instance) -> bool {
+    hearth_move::moving::instance_settings(state.store.as_ref(), i)
+        .await
+        .ok()
+        .and_then(|s| s.get("import_vault").and_then(serde_json::Value::as_bool))
+        .unwrap_or(false)
 }
 
 /// `DELETE /auth/login` — spec core-api B.5: ends the session of the cookie → 204 and

@@ -293,12 +293,25 @@ impl AppState {
         // Expired exports go every hour (and once now: a server that was stopped
         // for a while catches up).
         let exports = self.exports();
+        let store = self.store.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
             loop {
                 tick.tick().await;
                 if let Err(e) = exports.remove_expired().await {
                     tracing::warn!(error = %e, "cannot remove expired exports");
+                }
+                // Move requests nobody confirmed, wizard records of moves left half-way.
+                for doctype in [hearth_move::moving::REQUESTS, wizard::WIZARD_DOCTYPE] {
+                    match hearth_move::moving::remove_expired(store.as_ref(), doctype).await {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            tracing::info!(doctype, removed = n, "expired move records removed")
+                        }
+                        Err(e) => {
+                            tracing::warn!(doctype, error = %e, "cannot remove expired move records")
+                        }
+                    }
                 }
             }
         });

@@ -37,6 +37,21 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/move/go", get(go))
         .route("/move/finalize", post(finalize))
         .route("/move/abort", post(abort))
+        .route("/settings/warnings", get(warnings))
+}
+
+/// `GET /settings/warnings` (spec move 3.8, instances 4.5): 204 when there is nothing
+/// to say; 402 with the `moved` error (410, the new address in `links.related`) once
+/// the instance has moved. It is answered to any caller, a refused token included:
+/// it is how clients learn the new address, which the moved pages show anyway.
+async fn warnings(State(state): State<AppState>, Inst(i): Inst) -> Response {
+    if !i.moved {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let to = moved_to_url(&state, &i).await;
+    let mut res = moved_error(&i, &to);
+    *res.status_mut() = StatusCode::PAYMENT_REQUIRED;
+    res
 }
 
 // ---------------------------------------------------------------------------------------

@@ -352,6 +352,22 @@ async fn a_confirmed_move_runs_once_and_the_moved_source_points_to_the_target() 
         )
         .await;
     assert_eq!(me.status, StatusCode::OK, "{}", me.text());
+    let warnings = |token: String| {
+        let (e, host) = (&f.e, f.host.clone());
+        async move {
+            e.call(
+                &host,
+                Some(&token),
+                Method::GET,
+                "/settings/warnings",
+                &[],
+                Body::empty(),
+            )
+            .await
+        }
+    };
+    let none = warnings(source_token.clone()).await;
+    assert_eq!(none.status, StatusCode::NO_CONTENT, "{}", none.text());
     let res =
         f.e.call(
             &f.host,
@@ -392,6 +408,15 @@ async fn a_confirmed_move_runs_once_and_the_moved_source_points_to_the_target() 
     assert_eq!(err["code"], "moved");
     assert_eq!(err["title"], "Cozy has been moved");
     assert_eq!(err["links"]["related"], Value::String(f.target.url.clone()));
+    // `/settings/warnings` tells the same, even to the token it refuses elsewhere.
+    let listed = warnings(source_token.clone()).await;
+    assert_eq!(
+        listed.status,
+        StatusCode::PAYMENT_REQUIRED,
+        "{}",
+        listed.text()
+    );
+    assert_eq!(listed.json()["errors"][0], *err);
 
     // Pages without a session send people to the same page on the new address.
     let app_host = format!("drive.{}", f.host);

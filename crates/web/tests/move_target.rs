@@ -693,7 +693,12 @@ async fn a_move_import_finalizes_the_source_and_keeps_share_links() {
     assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.text());
 
     // The one-time notice goes away with the session's DELETE; the vault page once.
-    let (_, session) = e.login(B, PASSWORD, None).await;
+    let (logged_in, session) = e.login(B, PASSWORD, None).await;
+    // The first login after the move goes to the vault instructions.
+    assert_eq!(
+        logged_in.header("location"),
+        format!("http://{B}/move/vault")
+    );
     let res = e
         .call(
             B,

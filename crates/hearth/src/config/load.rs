@@ -119,6 +119,7 @@ pub struct Overrides {
     pub log_level: Option<String>,
     pub konnectors_cmd: Option<String>,
     pub subdomains: Option<String>,
+    pub move_url: Option<String>,
     pub mail_host: Option<String>,
     pub mail_port: Option<u16>,
     pub mail_username: Option<String>,
@@ -165,6 +166,7 @@ impl Overrides {
                 text(&self.konnectors_cmd),
             ),
             ("subdomains", "--subdomains", text(&self.subdomains)),
+            ("move.url", "--move-url", text(&self.move_url)),
             ("mail.host", "--mail-host", text(&self.mail_host)),
             ("mail.port", "--mail-port", port(self.mail_port)),
             (
@@ -1654,6 +1656,7 @@ mod tests {
             vault_decryptor_key: Some(key("dec")),
             konnectors_cmd: Some("/bin/true".into()),
             subdomains: Some("flat".into()),
+            move_url: Some("https://move.example.net".into()),
             ignored: vec!["--geodb".into()],
             ..Overrides::default()
         };
@@ -1670,6 +1673,8 @@ mod tests {
         );
         assert_eq!(loaded.sources.get("mail.port"), &Source::Flag("--mailhog"));
         assert_eq!(c.subdomains, crate::config::Subdomains::Flat);
+        assert_eq!(c.r#move.url.as_deref(), Some("https://move.example.net/"));
+        assert_eq!(loaded.sources.get("move.url"), &Source::Flag("--move-url"));
         assert_eq!(
             c.office["default"].get("onlyoffice_url"),
             Some(&Value::String("http://oo.example.net/".into()))
