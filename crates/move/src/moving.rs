@@ -190,6 +190,29 @@ pub async fn take_request(
     Ok((req.expires_at > now()).then_some(req))
 }
 
+/// Puts back a request that [`take_request`] took, when the move could not start
+/// and nothing changed (the target unreachable or refusing): the mail's link works
+/// again until the request's own expiry.
+pub async fn give_back(
+    store: &dyn DocStore,
+    secret: &str,
+    req: &MoveRequest,
+) -> Result<(), StoreError> {
+    let secret = secret.trim().to_ascii_lowercase();
+    if !is_secret(&secret) || req.expires_at <= now() {
+        return Ok(());
+    }
+    let mut doc = match serde_json::to_value(req) {
+        Ok(Value::Object(m)) => m,
+        _ => return Err(StoreError::Internal("cannot encode a move request".into())),
+    };
+    doc.insert("_id".into(), Value::String(request_id(&secret)));
+    store
+        .put(&InstanceId::global(), &dt(REQUESTS), doc)
+        .await
+        .map(|_| ())
+}
+
 /// Deletes the documents of a global doctype whose `expires_at` (seconds since the
 /// epoch) has passed: move requests nobody confirmed, the wizard's records of moves
 /// left half-way. Answers how many were deleted.

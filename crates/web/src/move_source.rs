@@ -87,6 +87,14 @@ fn t(locale: &str, key: &str) -> &'static str {
         "unreachable" => "Cannot reach the other Cozy. Nothing was changed.",
         "refused" if fr => "L'autre Cozy a refusé le déménagement. Rien n'a changé.",
         "refused" => "The other Cozy refused the move. Nothing was changed.",
+        "retry" if fr => {
+            "Vous pouvez rouvrir le lien de l'e-mail dans un moment : il reste valable \
+             pendant ses cinq minutes."
+        }
+        "retry" => {
+            "You can open the link of the e-mail again in a moment: it stays valid \
+             for its five minutes."
+        }
         "internal" if fr => "Le serveur a rencontré une erreur ; la cause est dans ses journaux.",
         "internal" => "The server failed; the cause is in its logs.",
         "mail_failed" if fr => "Le mail de confirmation n'a pas pu être envoyé.",
@@ -570,14 +578,25 @@ async fn go(
         contextual_domain: &contextual,
         reach: Reach::Public,
     };
-    match moving::start_move(&state.jobs, &state.instances, &i, start).await {
+    let result = moving::start_move(&state.jobs, &state.instances, &i, start).await;
+    if let Err(MoveFlowError::Unreachable | MoveFlowError::Refused(_)) = &result {
+        // Nothing changed on either side: the link may be opened again while it lasts.
+        if let Err(e) = moving::give_back(state.store.as_ref(), secret, &req).await {
+            tracing::warn!(error = %e, "cannot keep a move request for another try");
+        }
+    }
+    let retry = t(locale, "retry");
+    match result {
         Ok(_) => location(
             StatusCode::SEE_OTHER,
             &format!("{}/move/importing", req.target.url.trim_end_matches('/')),
         ),
-        Err(MoveFlowError::Unreachable) => bad_request(locale, "unreachable"),
+        Err(MoveFlowError::Unreachable) => {
+            let msg = format!("{} {retry}", t(locale, "unreachable"));
+            error_page(StatusCode::BAD_REQUEST, locale, "error_title", &msg)
+        }
         Err(MoveFlowError::Refused(why)) => {
-            let msg = format!("{} ({why})", t(locale, "refused"));
+            let msg = format!("{} ({why}) {retry}", t(locale, "refused"));
             error_page(StatusCode::BAD_REQUEST, locale, "error_title", &msg)
         }
         Err(e) => internal_page(locale, &e),

@@ -516,6 +516,14 @@ async fn a_target_refusing_the_move_changes_nothing() {
     let inst = f.e.state.instances.get_str(&f.host).await.unwrap();
     assert!(!inst.moved && !inst.blocked);
 
+    // Nothing changed, so the mail's link works again once the target accepts.
+    f.target.importing.store(204, Ordering::SeqCst);
+    let res = f.get(&format!("/move/go?secret={secret}"), true).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.text());
+    assert_eq!(f.target.posts("/move/importing").len(), 2);
+    let res = f.get(&format!("/move/go?secret={secret}"), true).await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST, "used once it worked");
+
     // Bad input is refused with a page, and nothing is stored.
     for fields in [
         vec![("token", "x"), ("client_id", "y"), ("client_secret", "z")],
