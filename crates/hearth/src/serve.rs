@@ -318,6 +318,10 @@ impl Cluster {
             .await
             .context("cannot bridge realtime events through Redis")?;
         state.instances.set_cache_ttl(Some(REGISTRY_CACHE_TTL));
+        // Quotas count the files other nodes write (rescanned at most every 2 s).
+        state
+            .events
+            .observe(Arc::new(hearth_vfs::RemoteUsage(state.vfs.clone())));
         let invalidation = tokio::spawn(forget_changed_instances(
             state.instances.clone(),
             registry_events,

@@ -82,6 +82,10 @@ pub enum Interest {
 pub trait EventObserver: Send + Sync {
     fn interest(&self, inst: &InstanceId, dt: &Doctype) -> Interest;
     fn observe(&self, event: &Arc<Event>);
+    /// An event of another node ([`EventHub::publish_remote`]): most observers saw it
+    /// there (job triggers, the fan-out itself) and ignore it here; a node's caches
+    /// of what other nodes write (the disk usage) use it.
+    fn observe_remote(&self, _event: &Arc<Event>) {}
 }
 
 /// How many events a slow subscriber may lag behind before it loses some.
@@ -165,10 +169,19 @@ impl EventHub {
         }
     }
 
-    /// Sends an event that happened on another node to this node's subscribers only:
-    /// observers (job triggers, the cross-node fan-out) saw it on that node.
+    /// Sends an event that happened on another node to this node's subscribers, and to
+    /// the observers' `observe_remote` (job triggers and the cross-node fan-out saw it
+    /// on that node and ignore it).
     pub fn publish_remote(&self, event: Event) {
-        self.send(&Arc::new(event));
+        let event = Arc::new(event);
+        self.send(&event);
+        let observers = self
+            .observers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        for observer in observers.iter() {
+            observer.observe_remote(&event);
+        }
     }
 
     fn send(&self, event: &Arc<Event>) {

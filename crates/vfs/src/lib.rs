@@ -221,11 +221,45 @@ impl Usage {
 struct UsageEntry {
     usage: Option<Usage>,
     generation: u64,
+    /// Another node wrote files of the instance since this usage was scanned (with
+    /// several nodes): it is scanned again, at most every [`REMOTE_RESCAN`].
+    remote_writes: bool,
+    scanned_at: Option<std::time::Instant>,
 }
+
+/// With several nodes, how long a usage may lag behind other nodes' writes: a quota
+/// can be passed by what they wrote within that time.
+pub const REMOTE_RESCAN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The quota of an instance, `None` for unlimited (absent or 0).
 pub fn quota_of(inst: &Instance) -> Option<u64> {
     inst.disk_quota.filter(|q| *q > 0)
+}
+
+/// With several nodes: the observer that hands other nodes' writes of files and
+/// versions to [`Vfs::remote_write`], so that this node's usage (quotas) follows them.
+/// It wants no local event (the service counts its own writes).
+pub struct RemoteUsage(pub Arc<Vfs>);
+
+impl hearth_store::events::EventObserver for RemoteUsage {
+    fn interest(
+        &self,
+        _inst: &hearth_core::InstanceId,
+        _dt: &hearth_core::Doctype,
+    ) -> hearth_store::events::Interest {
+        hearth_store::events::Interest::None
+    }
+
+    fn observe(&self, _event: &Arc<hearth_store::events::Event>) {}
+
+    fn observe_remote(&self, event: &Arc<hearth_store::events::Event>) {
+        if matches!(
+            event.doctype.as_str(),
+            "io.cozy.files" | "io.cozy.files.versions"
+        ) {
+            self.0.remote_write(event.instance.as_str());
+        }
+    }
 }
 
 /// The files service.
@@ -652,9 +686,14 @@ impl Vfs {
             let generation = {
                 let mut map = self.usage_map();
                 let entry = map.entry(key.clone()).or_default();
-                if let Some(u) = entry.usage {
+                let fresh = !entry.remote_writes
+                    || entry
+                        .scanned_at
+                        .is_some_and(|t| t.elapsed() < REMOTE_RESCAN);
+                if let (Some(u), true) = (entry.usage, fresh) {
                     return Ok(u);
                 }
+                entry.remote_writes = false;
                 entry.generation
             };
             let scanned = self.scan_usage(inst).await?;
@@ -662,6 +701,7 @@ impl Vfs {
             let entry = map.entry(key.clone()).or_default();
             if entry.generation == generation {
                 entry.usage = Some(scanned);
+                entry.scanned_at = Some(std::time::Instant::now());
                 return Ok(scanned);
             }
         }
@@ -685,6 +725,19 @@ impl Vfs {
         if let Some(u) = &mut entry.usage {
             u.files = apply(u.files, files);
             u.versions = apply(u.versions, versions);
+        }
+    }
+
+    /// Notes that another node wrote files or versions of the instance with this
+    /// prefix: its usage is scanned again when next read (at most every
+    /// [`REMOTE_RESCAN`]), so quotas count what every node wrote.
+    pub fn remote_write(&self, prefix: &str) {
+        let suffix = format!("/{prefix}");
+        let mut map = self.usage_map();
+        for (key, entry) in map.iter_mut() {
+            if key.ends_with(&suffix) {
+                entry.remote_writes = true;
+            }
         }
     }
 

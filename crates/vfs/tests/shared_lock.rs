@@ -148,3 +148,41 @@ async fn one_node_takes_no_shared_lock() {
     assert!(env.nodes[0].instance_lock().is_none());
     upload(&env.nodes[0], &env.inst, "alone.bin").await.unwrap();
 }
+
+/// What another node wrote counts in this node's usage (quotas) once its event
+/// arrives: not before (no event, no rescan), and within `REMOTE_RESCAN` after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_follows_the_writes_of_other_nodes() {
+    use hearth_store::events::{Event, EventHub, Verb};
+    let env = env(Some(Arc::new(FakeLocks::default()))).await;
+    let [a, b] = [env.nodes[0].clone(), env.nodes[1].clone()];
+    let hub = EventHub::new();
+    hub.observe(Arc::new(hearth_vfs::RemoteUsage(b.clone())));
+    assert_eq!(b.usage(&env.inst).await.unwrap().total(), 0);
+
+    let doc = upload(&a, &env.inst, "on-a.bin").await.unwrap();
+    assert_eq!(a.usage(&env.inst).await.unwrap().total(), 4096);
+    // Node B has not heard of it: its cached usage stays.
+    assert_eq!(b.usage(&env.inst).await.unwrap().total(), 0);
+
+    // A's write reaches B as a remote event (the Redis bridge's job).
+    let event = Event {
+        instance: env.inst.instance_id(),
+        doctype: hearth_core::Doctype::new("io.cozy.files").unwrap(),
+        id: doc.id.clone(),
+        verb: Verb::Created,
+        doc: serde_json::Map::new(),
+        old: None,
+    };
+    hub.publish_remote(event.clone());
+    // Rescanned at most every REMOTE_RESCAN: the first read after it counts the file.
+    tokio::time::sleep(hearth_vfs::REMOTE_RESCAN).await;
+    assert_eq!(b.usage(&env.inst).await.unwrap().total(), 4096);
+    // Another doctype's event changes nothing; a local write keeps counting.
+    hub.publish_remote(Event {
+        doctype: hearth_core::Doctype::new("io.cozy.contacts").unwrap(),
+        ..event
+    });
+    upload(&b, &env.inst, "on-b.bin").await.unwrap();
+    assert_eq!(b.usage(&env.inst).await.unwrap().total(), 8192);
+}
