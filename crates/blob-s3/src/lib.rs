@@ -453,6 +453,34 @@ impl ObjectBlobStore {
         Ok(())
     }
 
+    /// Makes a sealed temporary object the content at `dest` unless there is some
+    /// there already (`AlreadyExists`); the temporary object is removed either way.
+    async fn commit_absent(
+        &self,
+        temp: &str,
+        size: u64,
+        dest: io::Result<String>,
+    ) -> io::Result<()> {
+        let checked = match dest {
+            Ok(dest) => self.exists(&dest).await.map(|found| (dest, found)),
+            Err(e) => Err(e),
+        };
+        match checked {
+            Ok((dest, false)) => self.move_temp(temp, size, &dest).await,
+            Ok((dest, true)) => {
+                self.drop_temp(temp, size).await;
+                Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{}: {dest} already has content", self.service),
+                ))
+            }
+            Err(e) => {
+                self.drop_temp(temp, size).await;
+                Err(e)
+            }
+        }
+    }
+
     /// Opens `[start, end)` of an object whose metadata were just read, refusing
     /// content that changed since (its ETag; on Swift, its date).
     async fn read_range(
@@ -607,7 +635,7 @@ impl TempBlob for ObjectTemp {
         let writer = self
             .writer
             .as_mut()
-            .ok_or_else(|| io::Error::other("temporary blob already sealed"))?;
+            .ok_or_else(hearth_vfs::already_sealed)?;
         writer
             .write(Bytes::copy_from_slice(chunk))
             .await
@@ -617,10 +645,7 @@ impl TempBlob for ObjectTemp {
     }
 
     async fn seal(mut self: Box<Self>) -> io::Result<Sealed> {
-        let mut writer = self
-            .writer
-            .take()
-            .ok_or_else(|| io::Error::other("temporary blob already sealed"))?;
+        let mut writer = self.writer.take().ok_or_else(hearth_vfs::already_sealed)?;
         if let Err(e) = writer.close().await {
             // Parts already sent must not stay (they are billed, and invisible).
             if let Err(ae) = writer.abort().await {
@@ -665,7 +690,7 @@ impl Drop for ObjectTemp {
 #[async_trait]
 impl BlobStore for ObjectBlobStore {
     async fn create_temp(&self, domain: &str) -> io::Result<Box<dyn TempBlob>> {
-        let token = format!("upload-{}", hearth_core::random_hex(16));
+        let token = hearth_vfs::new_temp_token();
         let key = temp_key(domain, &token)?;
         let writer = self
             .op
@@ -685,27 +710,8 @@ impl BlobStore for ObjectBlobStore {
 
     async fn commit_new(&self, sealed: Sealed, at: BlobRef<'_>) -> io::Result<()> {
         let temp = temp_key(at.domain, &sealed.token)?;
-        let dest = match file_key(at.domain, at.file_id) {
-            Ok(d) => d,
-            Err(e) => {
-                self.drop_temp(&temp, sealed.size).await;
-                return Err(e);
-            }
-        };
-        match self.exists(&dest).await {
-            Ok(false) => self.move_temp(&temp, sealed.size, &dest).await,
-            Ok(true) => {
-                self.drop_temp(&temp, sealed.size).await;
-                Err(io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    format!("{}: {dest} already has content", self.service),
-                ))
-            }
-            Err(e) => {
-                self.drop_temp(&temp, sealed.size).await;
-                Err(e)
-            }
-        }
+        self.commit_absent(&temp, sealed.size, file_key(at.domain, at.file_id))
+            .await
     }
 
     async fn commit_replace(
@@ -833,27 +839,8 @@ impl BlobStore for ObjectBlobStore {
         version: &str,
     ) -> io::Result<()> {
         let temp = temp_key(domain, &sealed.token)?;
-        let dest = match version_key(domain, file_id, version) {
-            Ok(d) => d,
-            Err(e) => {
-                self.drop_temp(&temp, sealed.size).await;
-                return Err(e);
-            }
-        };
-        match self.exists(&dest).await {
-            Ok(false) => self.move_temp(&temp, sealed.size, &dest).await,
-            Ok(true) => {
-                self.drop_temp(&temp, sealed.size).await;
-                Err(io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    format!("{}: {dest} already has content", self.service),
-                ))
-            }
-            Err(e) => {
-                self.drop_temp(&temp, sealed.size).await;
-                Err(e)
-            }
-        }
+        self.commit_absent(&temp, sealed.size, version_key(domain, file_id, version))
+            .await
     }
 
     async fn open_version(

@@ -9,6 +9,9 @@
 #![allow(clippy::unwrap_used)]
 
 mod support;
+/// The files service's own test setup: one instance on SQLite.
+#[path = "../../vfs/tests/support/mod.rs"]
+mod vfs_support;
 
 use std::io::Cursor;
 use std::path::PathBuf;
@@ -18,9 +21,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use bytes::Bytes;
 use hearth_blob_s3::{ObjectBlobStore, S3BlobStore, S3Config, SwiftAuth, SwiftConfig};
-use hearth_instances::{CreateOptions, Instance, Instances, InstancesConfig, ScryptCost};
-use hearth_store::DocStore;
-use hearth_store_sqlite::{SqliteOptions, SqliteStore};
+use hearth_instances::Instance;
 use hearth_vfs::{
     BlobRef, BlobStore, FileDoc, LocalBlobStore, NewDir, NewFile, Overwrite, Patch, Problem,
     TRASH_DIR_ID, Vfs, VfsError,
@@ -64,30 +65,12 @@ fn s3_store(server: &S3Server) -> S3BlobStore {
 }
 
 async fn env(kind: Kind) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn DocStore> = Arc::new(
-        SqliteStore::open(
-            dir.path().join("db"),
-            SqliteOptions {
-                synchronous_full: false,
-                ..Default::default()
-            },
-        )
-        .unwrap(),
-    );
-    let files = dir.path().join("files");
-    let config = InstancesConfig {
-        fs_root: files.clone(),
-        scrypt: ScryptCost::FAST,
-    };
-    let instances = Instances::open(store.clone(), config).await.unwrap();
-    let inst = instances
-        .create(CreateOptions {
-            domain: DOMAIN.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let vfs_support::Base {
+        store,
+        inst,
+        files,
+        dir,
+    } = vfs_support::instance(DOMAIN).await;
     let mut container = None;
     let (blobs, s3): (Arc<dyn BlobStore>, _) = match kind {
         Kind::Local => (Arc::new(LocalBlobStore::new(&files)), None),
@@ -158,6 +141,21 @@ impl Env {
             .upload(&self.inst, dir_id, f, body(content))
             .await
             .unwrap()
+    }
+
+    /// An upload to the root with these attributes.
+    async fn try_upload(&self, f: NewFile, content: &[u8]) -> Result<FileDoc, VfsError> {
+        self.vfs.upload(&self.inst, "", f, body(content)).await
+    }
+
+    /// A PNG uploaded to the root.
+    async fn upload_png(&self, name: &str, png: &[u8]) -> FileDoc {
+        let f = NewFile {
+            name: name.into(),
+            content_type: Some("image/png".into()),
+            ..Default::default()
+        };
+        self.try_upload(f, png).await.unwrap()
     }
 
     async fn upload(&self, name: &str, content: &[u8]) -> FileDoc {
@@ -300,15 +298,12 @@ async fn upload_and_download(e: Env) {
     assert_eq!(e.stored(&empty).await, Some(0));
     // The same name again is refused, and nothing is left of the refused upload.
     let err = e
-        .vfs
-        .upload(
-            &e.inst,
-            "",
+        .try_upload(
             NewFile {
                 name: "hello.txt".into(),
                 ..Default::default()
             },
-            body(b"other"),
+            b"other",
         )
         .await
         .unwrap_err();
@@ -530,31 +525,25 @@ async fn quota(mut e: Env) {
     e.upload("sixty", &[1u8; 60]).await;
     // Announced too large: refused before reading.
     let err = e
-        .vfs
-        .upload(
-            &e.inst,
-            "",
+        .try_upload(
             NewFile {
                 name: "announced".into(),
                 size: Some(50),
                 ..Default::default()
             },
-            body(&[2u8; 50]),
+            &[2u8; 50],
         )
         .await
         .unwrap_err();
     assert!(matches!(err, VfsError::QuotaExceeded), "{err:?}");
     // Too large while streaming.
     let err = e
-        .vfs
-        .upload(
-            &e.inst,
-            "",
+        .try_upload(
             NewFile {
                 name: "streamed".into(),
                 ..Default::default()
             },
-            body(&[3u8; 41]),
+            &[3u8; 41],
         )
         .await
         .unwrap_err();
@@ -577,31 +566,25 @@ async fn quota(mut e: Env) {
 
 async fn refused_uploads_leave_nothing(e: Env) {
     let err = e
-        .vfs
-        .upload(
-            &e.inst,
-            "",
+        .try_upload(
             NewFile {
                 name: "x".into(),
                 md5: Some(Md5::digest(b"something else").into()),
                 ..Default::default()
             },
-            body(b"content"),
+            b"content",
         )
         .await
         .unwrap_err();
     assert!(matches!(err, VfsError::Md5Mismatch), "{err:?}");
     let err = e
-        .vfs
-        .upload(
-            &e.inst,
-            "",
+        .try_upload(
             NewFile {
                 name: "y".into(),
                 size: Some(3),
                 ..Default::default()
             },
-            body(b"content"),
+            b"content",
         )
         .await
         .unwrap_err();
@@ -636,20 +619,7 @@ async fn refused_uploads_leave_nothing(e: Env) {
 }
 
 async fn thumbnails(e: Env) {
-    let f = e
-        .vfs
-        .upload(
-            &e.inst,
-            "",
-            NewFile {
-                name: "pic.png".into(),
-                content_type: Some("image/png".into()),
-                ..Default::default()
-            },
-            body(&png(1200, 800)),
-        )
-        .await
-        .unwrap();
+    let f = e.upload_png("pic.png", &png(1200, 800)).await;
     assert!(!e.vfs.has_thumbnails(&e.inst, &f.id).await.unwrap());
     assert!(e.vfs.make_thumbnails(&e.inst, &f.id).await.unwrap());
     for (format, width) in [("small", 640), ("medium", 1200), ("large", 1200)] {
@@ -793,26 +763,11 @@ async fn import_files_and_versions(e: Env) {
 }
 
 async fn clear_removes_everything(e: Env) {
-    let f = e
-        .vfs
-        .upload(
-            &e.inst,
-            "",
-            NewFile {
-                name: "p.png".into(),
-                content_type: Some("image/png".into()),
-                ..Default::default()
-            },
-            body(&png(64, 64)),
-        )
-        .await
-        .unwrap();
+    let f = e.upload_png("p.png", &png(64, 64)).await;
     let f2 = e.overwrite(&f.id, &png(80, 80)).await;
     assert!(e.vfs.make_thumbnails(&e.inst, &f.id).await.unwrap());
     // An upload in progress.
-    let mut t = e.blobs.create_temp(DOMAIN).await.unwrap();
-    t.write(b"pending").await.unwrap();
-    let sealed = t.seal().await.unwrap();
+    let sealed = e.sealed(b"pending").await;
     assert_eq!(e.temps().await, 1);
     e.vfs.clear(&e.inst).await.unwrap();
     assert_eq!(e.temps().await, 0);

@@ -39,7 +39,7 @@ use base64::Engine;
 use hearth_core::{Doctype, InstanceId, JsonMap};
 use hearth_instances::{InstanceError, Instances, InstancesConfig};
 use hearth_store::{
-    AllDocsQuery, ChangesQuery, DocStore, GetOptions, NotFoundReason, Since, StoreError,
+    AllDocsQuery, AllDocsRow, ChangesQuery, DocStore, GetOptions, NotFoundReason, Since, StoreError,
 };
 use hearth_store_postgres::{PgOptions, PostgresStore};
 use hearth_store_sqlite::{SqliteOptions, SqliteStore};
@@ -490,31 +490,49 @@ async fn live_revs(
     dt: &Doctype,
 ) -> anyhow::Result<Vec<(String, String)>> {
     let mut out = Vec::new();
+    each_all_docs_page(store, inst, dt, 1000, false, |rows| {
+        out.extend(rows.into_iter().filter(|r| !r.deleted).map(|r| {
+            let rev = r.rev.map(|r| r.to_string()).unwrap_or_default();
+            (r.id, rev)
+        }));
+    })
+    .await?;
+    Ok(out)
+}
+
+/// The rows of a doctype's `_all_docs` in id order, `page` at a time, handed to
+/// `each`; a doctype never written has none.
+async fn each_all_docs_page(
+    store: &dyn DocStore,
+    inst: &InstanceId,
+    dt: &Doctype,
+    page: usize,
+    include_docs: bool,
+    mut each: impl FnMut(Vec<AllDocsRow>),
+) -> anyhow::Result<()> {
     let mut start: Option<String> = None;
     loop {
         let q = AllDocsQuery {
             start_key: start.clone(),
             inclusive_end: true,
-            limit: Some(1000),
+            limit: Some(page),
             skip: usize::from(start.is_some()),
+            include_docs,
             ..Default::default()
         };
-        let page = match store.all_docs(inst, dt, &q).await {
-            Ok(p) => p,
-            Err(StoreError::NotFound(NotFoundReason::NoDatabase)) => return Ok(out),
+        let rows = match store.all_docs(inst, dt, &q).await {
+            Ok(p) => p.rows,
+            Err(StoreError::NotFound(NotFoundReason::NoDatabase)) => return Ok(()),
             Err(e) => return Err(anyhow!(e).context(format!("cannot list {dt}"))),
         };
-        let Some(last) = page.rows.last() else {
-            return Ok(out);
+        let Some(last) = rows.last() else {
+            return Ok(());
         };
         start = Some(last.id.clone());
-        let full = page.rows.len() == 1000;
-        out.extend(page.rows.into_iter().filter(|r| !r.deleted).map(|r| {
-            let rev = r.rev.map(|r| r.to_string()).unwrap_or_default();
-            (r.id, rev)
-        }));
+        let full = rows.len() == page;
+        each(rows);
         if !full {
-            return Ok(out);
+            return Ok(());
         }
     }
 }
@@ -623,31 +641,11 @@ async fn all_live_docs(
     dt: &Doctype,
 ) -> anyhow::Result<Vec<JsonMap>> {
     let mut out = Vec::new();
-    let mut start: Option<String> = None;
-    loop {
-        let q = AllDocsQuery {
-            start_key: start.clone(),
-            inclusive_end: true,
-            limit: Some(PAGE),
-            skip: usize::from(start.is_some()),
-            include_docs: true,
-            ..Default::default()
-        };
-        let page = match store.all_docs(inst, dt, &q).await {
-            Ok(p) => p,
-            Err(StoreError::NotFound(_)) => return Ok(out),
-            Err(e) => return Err(anyhow!(e).context(format!("cannot list {dt}"))),
-        };
-        let Some(last) = page.rows.last() else {
-            return Ok(out);
-        };
-        start = Some(last.id.clone());
-        let full = page.rows.len() == PAGE;
-        out.extend(page.rows.into_iter().filter_map(|r| r.doc));
-        if !full {
-            return Ok(out);
-        }
-    }
+    each_all_docs_page(store, inst, dt, PAGE, true, |rows| {
+        out.extend(rows.into_iter().filter_map(|r| r.doc));
+    })
+    .await?;
+    Ok(out)
 }
 
 /// The absolute path of a file: its parent's path and its name.

@@ -54,47 +54,18 @@ pub async fn set_settings_flag(
     key: &str,
     value: Option<Value>,
 ) -> Result<(), StoreError> {
-    let store = imports.instances().store();
-    let id = inst.instance_id();
-    let settings = dt("io.cozy.settings");
-    for _ in 0..5 {
-        let mut doc = match store
-            .get(
-                &id,
-                &settings,
-                "io.cozy.settings.instance",
-                GetOptions::default(),
-            )
-            .await
-        {
-            Ok(d) => d,
-            Err(StoreError::NotFound(_)) => {
-                let mut m = JsonMap::new();
-                m.insert(
-                    "_id".into(),
-                    Value::String("io.cozy.settings.instance".into()),
-                );
-                m
-            }
-            Err(e) => return Err(e),
-        };
-        match &value {
+    crate::moving::update_settings(
+        imports.instances().store().as_ref(),
+        inst,
+        |doc| match &value {
             Some(v) => {
                 doc.insert(key.into(), v.clone());
+                true
             }
-            None => {
-                if doc.shift_remove(key).is_none() {
-                    return Ok(());
-                }
-            }
-        }
-        match store.put(&id, &settings, doc).await {
-            Ok(_) => return Ok(()),
-            Err(StoreError::Conflict) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(StoreError::Conflict)
+            None => doc.shift_remove(key).is_some(),
+        },
+    )
+    .await
 }
 
 /// The move watchdog's pass (Hearth's fix of spec move 5, "target left blocked"):
@@ -118,20 +89,7 @@ pub async fn release_stale_moves(
             {
                 continue;
             }
-            let id = inst.instance_id();
-            let settings = match store
-                .get(
-                    &id,
-                    &dt("io.cozy.settings"),
-                    "io.cozy.settings.instance",
-                    GetOptions::default(),
-                )
-                .await
-            {
-                Ok(d) => d,
-                Err(StoreError::NotFound(_)) => JsonMap::new(),
-                Err(e) => return Err(e.into()),
-            };
+            let settings = crate::moving::instance_settings(store.as_ref(), &inst).await?;
             if settings.get("importing").and_then(Value::as_bool) == Some(true)
                 || import_job_pending(imports, &inst).await?
             {
@@ -156,9 +114,11 @@ pub async fn release_stale_moves(
             }
             tracing::warn!(domain = %inst.domain, "a move never started its import: unblocking the instance");
             instances.set_blocked(&inst.domain, None).await?;
-            for key in ["moved_from", MOVING_SINCE] {
-                set_settings_flag(imports, &inst, key, None).await?;
-            }
+            crate::moving::update_settings(store.as_ref(), &inst, |doc| {
+                let from = doc.shift_remove("moved_from").is_some();
+                doc.shift_remove(MOVING_SINCE).is_some() || from
+            })
+            .await?;
             released.push(inst.domain.clone());
         }
         match next {

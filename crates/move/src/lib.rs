@@ -184,6 +184,18 @@ pub struct ExportOptions {
     pub reach_any: bool,
 }
 
+impl ExportOptions {
+    /// The `export` job of these options (`manual`: not from a trigger).
+    pub fn job(&self, manual: bool) -> Result<hearth_jobs::JobRequest, serde_json::Error> {
+        Ok(hearth_jobs::JobRequest {
+            worker: "export".into(),
+            message: serde_json::to_value(self)?,
+            manual,
+            ..Default::default()
+        })
+    }
+}
+
 /// The export service.
 pub struct Exports {
     store: Arc<dyn DocStore>,

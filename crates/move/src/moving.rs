@@ -15,7 +15,7 @@ use hearth_core::{InstanceId, JsonMap, random_hex};
 use hearth_instances::{
     Audience, Instance, InstanceError, Instances, oauth::ClientMetadata, passphrase, token,
 };
-use hearth_jobs::{JobRequest, Jobs, JobsError};
+use hearth_jobs::{Jobs, JobsError};
 use hearth_mail::Mailer;
 use hearth_store::{DocStore, GetOptions, StoreError};
 use serde::{Deserialize, Serialize};
@@ -581,19 +581,10 @@ pub async fn start_move(
             true
         })
         .await?;
-        let message = serde_json::to_value(&opts)
+        let req = opts
+            .job(true)
             .map_err(|e| MoveFlowError::Invalid(format!("cannot encode the export: {e}")))?;
-        let job = jobs
-            .push(
-                inst,
-                JobRequest {
-                    worker: "export".into(),
-                    message,
-                    manual: true,
-                    ..Default::default()
-                },
-            )
-            .await?;
+        let job = jobs.push(inst, req).await?;
         Ok::<_, MoveFlowError>(job.id)
     }
     .await;
@@ -712,13 +703,13 @@ pub async fn finalize(
 /// is left to its job, which unblocks at its end.
 pub async fn abort(instances: &Instances, inst: &Instance) -> Result<(), MoveFlowError> {
     let store = instances.store().as_ref();
-    let settings = instance_settings(store, inst).await?;
-    let importing = settings
-        .get("importing")
-        .is_some_and(|v| !v.is_null() && *v != Value::Bool(false));
-    let waiting =
-        inst.blocked && inst.blocking_reason.as_deref() == Some(BLOCK_MOVING) && !importing;
+    let blocked_moving = inst.blocked && inst.blocking_reason.as_deref() == Some(BLOCK_MOVING);
+    let mut waiting = false;
     update_settings(store, inst, |doc| {
+        let importing = doc
+            .get("importing")
+            .is_some_and(|v| !v.is_null() && *v != Value::Bool(false));
+        waiting = blocked_moving && !importing;
         let mut changed = doc.shift_remove(MOVING_TO).is_some();
         if waiting {
             changed |= doc.shift_remove("moved_from").is_some();

@@ -33,14 +33,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use hearth_jobs::{Broker, JobsError, JobsResult, Ticket};
 use redis::Script;
 use redis::aio::ConnectionManager;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::{Redis, RedisError, RedisResult, millis, now_ms, token};
+use crate::{Redis, RedisError, RedisResult, listen, millis, now_ms, token};
 
 /// How a [`RedisBroker`] runs.
 #[derive(Debug, Clone)]
@@ -252,37 +251,32 @@ impl Inner {
 
     /// Wakes a local runner for every `wake` message; resubscribes after a loss.
     async fn wake_loop(self: Arc<Self>, redis: Redis, first: redis::aio::PubSub) {
-        let mut pubsub = Some(first);
-        loop {
-            if let Some(sub) = pubsub.take() {
-                let mut stream = sub.into_on_message();
-                while let Some(msg) = stream.next().await {
-                    if let Ok(worker) = msg.get_payload::<String>() {
-                        self.wake(&worker);
-                    }
+        listen(
+            redis,
+            self.key("wake"),
+            first,
+            (
+                "lost the job wake-up subscription; reconnecting",
+                "job wake-ups",
+            ),
+            |msg| {
+                if let Ok(worker) = msg.get_payload::<String>() {
+                    self.wake(&worker);
                 }
-                tracing::warn!("lost the job wake-up subscription; reconnecting");
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            match redis.pubsub().await {
-                Ok(mut sub) => match sub.subscribe(self.key("wake")).await {
-                    Ok(()) => {
-                        pubsub = Some(sub);
-                        // Whatever was published meanwhile: let every lane look.
-                        for lane in self
-                            .lanes
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .values()
-                        {
-                            lane.notify_waiters();
-                        }
-                    }
-                    Err(e) => tracing::debug!(error = %e, "cannot resubscribe to job wake-ups"),
-                },
-                Err(e) => tracing::debug!(error = %e, "cannot reconnect for job wake-ups"),
-            }
-        }
+            },
+            || {
+                // Whatever was published meanwhile: let every lane look.
+                for lane in self
+                    .lanes
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .values()
+                {
+                    lane.notify_waiters();
+                }
+            },
+        )
+        .await;
     }
 
     /// The running tickets of every dead node (and, when claiming, this node's own

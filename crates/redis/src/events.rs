@@ -18,16 +18,14 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use futures_util::StreamExt;
 use hearth_core::{Doctype, InstanceId, JsonMap};
 use hearth_store::events::{Event, EventHub, EventObserver, Interest, Verb};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::{Redis, RedisResult, token};
+use crate::{Redis, RedisResult, listen, token};
 
 /// Events waiting to be published before new ones are dropped.
 const OUTBOX: usize = 4096;
@@ -199,49 +197,36 @@ async fn subscribe_loop(
     first: redis::aio::PubSub,
     resubscribed: watch::Sender<u64>,
 ) {
-    let mut pubsub = Some(first);
-    loop {
-        if let Some(sub) = pubsub.take() {
-            let mut stream = sub.into_on_message();
-            while let Some(msg) = stream.next().await {
-                let Ok(payload) = msg.get_payload::<String>() else {
-                    continue;
-                };
-                match serde_json::from_str::<Wire>(&payload) {
-                    Ok(wire) if wire.node == node => {}
-                    Ok(wire) => match remote_event(wire) {
-                        Some(event) => hub.publish_remote(event),
-                        None => tracing::debug!("invalid realtime event from another node"),
-                    },
-                    Err(e) => {
-                        tracing::debug!(error = %e, "unreadable realtime event from another node");
-                    }
+    listen(
+        redis,
+        channel,
+        first,
+        (
+            "lost the realtime subscription to other nodes; reconnecting",
+            "realtime events",
+        ),
+        |msg| {
+            let Ok(payload) = msg.get_payload::<String>() else {
+                return;
+            };
+            match serde_json::from_str::<Wire>(&payload) {
+                Ok(wire) if wire.node == node => {}
+                Ok(wire) => match remote_event(wire) {
+                    Some(event) => hub.publish_remote(event),
+                    None => tracing::debug!("invalid realtime event from another node"),
+                },
+                Err(e) => {
+                    tracing::debug!(error = %e, "unreadable realtime event from another node");
                 }
             }
-            tracing::warn!("lost the realtime subscription to other nodes; reconnecting");
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        match redis.pubsub().await {
-            Ok(mut sub) => match sub.subscribe(&channel).await {
-                Ok(()) => {
-                    pubsub = Some(sub);
-                    resubscribed.send_modify(|n| *n += 1);
-                }
-                Err(e) => tracing::debug!(error = %e, "cannot resubscribe to realtime events"),
-            },
-            Err(e) => tracing::debug!(error = %e, "cannot reconnect for realtime events"),
-        }
-    }
+        },
+        || resubscribed.send_modify(|n| *n += 1),
+    )
+    .await;
 }
 
 fn remote_event(wire: Wire) -> Option<Event> {
-    let verb = match wire.verb.as_str() {
-        "CREATED" => Verb::Created,
-        "UPDATED" => Verb::Updated,
-        "DELETED" => Verb::Deleted,
-        "NOTIFIED" => Verb::Notified,
-        _ => return None,
-    };
+    let verb = Verb::from_name(&wire.verb)?;
     Some(Event {
         instance: InstanceId::new(wire.instance).ok()?,
         doctype: Doctype::new(wire.doctype).ok()?,

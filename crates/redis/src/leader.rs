@@ -3,7 +3,8 @@
 //!
 //! The key `<prefix>leader:<role>` holds the leader's random token and expires
 //! after the lease. Every contender tries `SET NX` every third of the lease; the
-//! leader instead extends it, if it still holds it (a script compares the token).
+//! leader instead extends it, if it still holds it (a script compares the token):
+//! the lease is taken, extended and given back as a [`Locks`](crate::Locks) lock is.
 //! A node counts itself leader until its last successful renewal's start plus the
 //! lease, less a tenth for clock drift: it stops believing before the key can
 //! expire, so two nodes never both believe they lead.
@@ -11,28 +12,12 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use redis::Script;
 use redis::aio::ConnectionManager;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::{Redis, RedisResult, millis, token};
-
-/// Extends the lease if this contender holds it.
-const RENEW: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-";
-
-/// Deletes the lease if this contender holds it.
-const RESIGN: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-";
+use crate::lock::{extend, release, set_nx};
+use crate::{Redis, RedisResult, token};
 
 /// A contender for a role; renews in the background while it lives.
 pub struct LeaderLease {
@@ -108,11 +93,8 @@ impl LeaderLease {
     /// attempt.
     pub async fn resign(self) -> RedisResult<()> {
         self.stop();
-        let _: i64 = Script::new(RESIGN)
-            .key(&self.shared.key)
-            .arg(&self.shared.token)
-            .invoke_async(&mut self.shared.conn.clone())
-            .await?;
+        let shared = &self.shared;
+        release(shared.conn.clone(), &shared.key, &shared.token).await?;
         Ok(())
     }
 }
@@ -127,7 +109,6 @@ impl Shared {
     /// Renews the lease or tries to take it; records until when it is ours.
     async fn attempt(&self) -> RedisResult<()> {
         let began = Instant::now();
-        let mut conn = self.conn.clone();
         let leading = self
             .until
             .lock()
@@ -135,24 +116,10 @@ impl Shared {
             .is_some();
         let mut ours = false;
         if leading {
-            let n: i64 = Script::new(RENEW)
-                .key(&self.key)
-                .arg(&self.token)
-                .arg(millis(self.ttl))
-                .invoke_async(&mut conn)
-                .await?;
-            ours = n == 1;
+            ours = extend(self.conn.clone(), &self.key, &self.token, self.ttl).await?;
         }
         if !ours {
-            let set: Option<String> = redis::cmd("SET")
-                .arg(&self.key)
-                .arg(&self.token)
-                .arg("NX")
-                .arg("PX")
-                .arg(millis(self.ttl))
-                .query_async(&mut conn)
-                .await?;
-            ours = set.is_some();
+            ours = set_nx(self.conn.clone(), &self.key, &self.token, self.ttl).await?;
         }
         let mut until = self.until.lock().unwrap_or_else(PoisonError::into_inner);
         if ours {

@@ -46,6 +46,7 @@ mod lock;
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub};
 
 pub use broker::{BrokerOptions, RedisBroker};
@@ -167,6 +168,41 @@ pub(crate) fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or_default()
+}
+
+/// Hands every message of a subscription (`first`, subscribed to `channel`) to
+/// `on_message`; after a loss, subscribes again every second until it works, then
+/// calls `resubscribed` (messages sent meanwhile were missed). `what` names the
+/// messages in logs. Runs until its task is aborted.
+pub(crate) async fn listen(
+    redis: Redis,
+    channel: String,
+    first: PubSub,
+    (lost, what): (&str, &str),
+    mut on_message: impl FnMut(redis::Msg),
+    mut resubscribed: impl FnMut(),
+) {
+    let mut pubsub = Some(first);
+    loop {
+        if let Some(sub) = pubsub.take() {
+            let mut stream = sub.into_on_message();
+            while let Some(msg) = stream.next().await {
+                on_message(msg);
+            }
+            tracing::warn!("{lost}");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        match redis.pubsub().await {
+            Ok(mut sub) => match sub.subscribe(&channel).await {
+                Ok(()) => {
+                    pubsub = Some(sub);
+                    resubscribed();
+                }
+                Err(e) => tracing::debug!(error = %e, "cannot resubscribe to {what}"),
+            },
+            Err(e) => tracing::debug!(error = %e, "cannot reconnect for {what}"),
+        }
+    }
 }
 
 pub(crate) fn millis(d: Duration) -> u64 {

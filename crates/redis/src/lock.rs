@@ -59,15 +59,8 @@ impl Locks {
     pub async fn try_lock(&self, name: &str, ttl: Duration) -> RedisResult<Option<LockGuard>> {
         let key = format!("{}{name}", self.prefix);
         let token = token();
-        let set: Option<String> = redis::cmd("SET")
-            .arg(&key)
-            .arg(&token)
-            .arg("NX")
-            .arg("PX")
-            .arg(millis(ttl))
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok(set.map(|_| LockGuard {
+        let taken = set_nx(self.conn.clone(), &key, &token, ttl).await?;
+        Ok(taken.then(|| LockGuard {
             conn: self.conn.clone(),
             key,
             token,
@@ -249,7 +242,26 @@ impl LockGuard {
     }
 }
 
-async fn extend(
+/// Sets the key to the token for `ttl` if it is free; false if it is not.
+pub(crate) async fn set_nx(
+    mut conn: ConnectionManager,
+    key: &str,
+    token: &str,
+    ttl: Duration,
+) -> RedisResult<bool> {
+    let set: Option<String> = redis::cmd("SET")
+        .arg(key)
+        .arg(token)
+        .arg("NX")
+        .arg("PX")
+        .arg(millis(ttl))
+        .query_async(&mut conn)
+        .await?;
+    Ok(set.is_some())
+}
+
+/// Gives the key `ttl` more if it still holds the token; false if it does not.
+pub(crate) async fn extend(
     mut conn: ConnectionManager,
     key: &str,
     token: &str,
@@ -264,7 +276,12 @@ async fn extend(
     Ok(n == 1)
 }
 
-async fn release(mut conn: ConnectionManager, key: &str, token: &str) -> RedisResult<bool> {
+/// Deletes the key if it still holds the token; false if it does not.
+pub(crate) async fn release(
+    mut conn: ConnectionManager,
+    key: &str,
+    token: &str,
+) -> RedisResult<bool> {
     let n: i64 = Script::new(RELEASE)
         .key(key)
         .arg(token)

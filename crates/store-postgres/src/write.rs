@@ -9,10 +9,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use hearth_core::{Doctype, InstanceId, JsonMap, Rev, new_doc_id};
+use hearth_core::{Doctype, InstanceId, JsonMap, Rev};
 use hearth_store::{
-    BulkResult, IndexCreated, NotFoundReason, Restored, StoreError, StoreResult, Written,
-    mango::IndexDef, split_doc, split_restored,
+    BulkResult, IndexCreated, NotFoundReason, Restored, StoreError, StoreResult, StoredRev,
+    Written, aborted, mango::IndexDef, put_all, split_put, split_restored,
 };
 use tokio_postgres::GenericClient;
 
@@ -20,17 +20,6 @@ use crate::{
     pool::Exec,
     schema::{self, Loc},
 };
-
-/// How many revision hashes a document's history keeps (CouchDB's default `revs_limit`).
-const REVS_LIMIT: usize = 1000;
-
-/// The state of one id as the batch sees it (stored, or written earlier in the batch).
-#[derive(Clone)]
-struct Existing {
-    rev: Rev,
-    deleted: bool,
-    revs: String,
-}
 
 /// The row a batch will write for an id.
 struct Pending {
@@ -49,8 +38,9 @@ pub(crate) struct Batch {
     doctypes: String,
     seq: i64,
     live: i64,
-    /// What is known of ids: `None` for an id read and found absent.
-    known: HashMap<String, Option<Existing>>,
+    /// What is known of ids (stored, or written earlier in the batch): `None` for an
+    /// id read and found absent.
+    known: HashMap<String, Option<StoredRev>>,
     pending: BTreeMap<String, Pending>,
 }
 
@@ -107,7 +97,7 @@ impl Batch {
         for row in x.query(&sql, &[&ids]).await? {
             let id: String = row.get(0);
             let rev: String = row.get(1);
-            let existing = Existing {
+            let existing = StoredRev {
                 rev: rev.parse().map_err(StoreError::internal)?,
                 deleted: row.get(2),
                 revs: row.get(3),
@@ -123,51 +113,36 @@ impl Batch {
     /// Decides one document's write, as `DocStore::put` describes (the batch must have
     /// prefetched its id).
     pub fn put(&mut self, doc: JsonMap) -> StoreResult<Written> {
-        let (id, rev_in, deleted, body) = split_doc(doc)?;
-        let id = id.unwrap_or_else(new_doc_id);
-        if id.starts_with('_') && !id.starts_with("_design/") && !id.starts_with("_local/") {
-            return Err(StoreError::invalid(
-                "Only reserved document ids may start with underscore.",
-            ));
-        }
-        let body = if deleted {
-            "{}".to_owned()
-        } else {
-            serde_json::to_string(&body).map_err(StoreError::internal)?
-        };
-        let existing = self.known.get(&id).cloned().flatten();
-        let prev = match (&existing, &rev_in) {
-            (None, None) if !deleted => None,
-            (None, None) => return Err(StoreError::NotFound(NotFoundReason::Missing)),
-            (None, Some(_)) => return Err(StoreError::Conflict),
-            (Some(e), None) if e.deleted && !deleted => Some(e),
-            (Some(e), None) if e.deleted => {
-                return Err(StoreError::NotFound(NotFoundReason::Deleted));
-            }
-            (Some(_), None) => return Err(StoreError::Conflict),
-            (Some(e), Some(r)) if &e.rev == r => {
-                if e.deleted && deleted {
-                    return Err(StoreError::NotFound(NotFoundReason::Deleted));
-                }
-                Some(e)
-            }
-            (Some(_), Some(_)) => return Err(StoreError::Conflict),
-        };
-        let rev = Rev::next(prev.map(|p| &p.rev), deleted, body.as_bytes());
-        let revs = prev.map_or_else(String::new, |p| history(&p.rev, &p.revs));
-        self.seq += 1;
-        self.live += match prev {
-            None => 1,
-            Some(p) => i64::from(p.deleted) - i64::from(deleted),
-        };
-        self.known.insert(
-            id.clone(),
-            Some(Existing {
-                rev: rev.clone(),
-                deleted,
-                revs: revs.clone(),
-            }),
+        let doc = split_put(doc)?;
+        let out = doc.decide(self.known.get(&doc.id).and_then(Option::as_ref))?;
+        self.live += out.live;
+        self.record(
+            doc.id.clone(),
+            out.rev.clone(),
+            doc.deleted,
+            doc.body,
+            out.revs,
         );
+        Ok(Written {
+            id: doc.id,
+            rev: out.rev,
+        })
+    }
+
+    /// Decides the write of a restored document (`DocStore::restore`): its revision
+    /// and history as given, nothing when the id holds that revision already (the
+    /// batch must have prefetched its id).
+    pub fn restore(&mut self, doc: Restored) {
+        let Some(live) = doc.decide(self.known.get(&doc.id).and_then(Option::as_ref)) else {
+            return;
+        };
+        self.live += live;
+        self.record(doc.id, doc.rev, doc.deleted, doc.body, doc.history);
+    }
+
+    /// Records the new state of an id, to be written by [`Batch::finish`].
+    fn record(&mut self, id: String, rev: Rev, deleted: bool, body: String, revs: String) {
+        self.seq += 1;
         self.pending.insert(
             id.clone(),
             Pending {
@@ -175,44 +150,11 @@ impl Batch {
                 rev: rev.to_string(),
                 deleted,
                 body,
-                revs,
+                revs: revs.clone(),
             },
         );
-        Ok(Written { id, rev })
-    }
-
-    /// Decides the write of a restored document (`DocStore::restore`): its revision
-    /// and history as given, nothing when the id holds that revision already (the
-    /// batch must have prefetched its id).
-    pub fn restore(&mut self, doc: Restored) {
-        let existing = self.known.get(&doc.id).cloned().flatten();
-        if existing
-            .as_ref()
-            .is_some_and(|e| e.rev == doc.rev && e.deleted == doc.deleted)
-        {
-            return;
-        }
-        let was_live = existing.as_ref().is_some_and(|e| !e.deleted);
-        self.seq += 1;
-        self.live += i64::from(!doc.deleted) - i64::from(was_live);
-        self.known.insert(
-            doc.id.clone(),
-            Some(Existing {
-                rev: doc.rev.clone(),
-                deleted: doc.deleted,
-                revs: doc.history.clone(),
-            }),
-        );
-        self.pending.insert(
-            doc.id,
-            Pending {
-                seq: self.seq,
-                rev: doc.rev.to_string(),
-                deleted: doc.deleted,
-                body: doc.body,
-                revs: doc.history,
-            },
-        );
+        self.known
+            .insert(id, Some(StoredRev { rev, deleted, revs }));
     }
 
     /// Writes the batch's rows and counters (nothing when nothing was decided).
@@ -267,62 +209,6 @@ impl Batch {
     }
 }
 
-/// The stored history of an updated document: the hashes of the revisions before the
-/// new one, newest first (the new revision's own hash is in the `rev` column).
-fn history(prev: &Rev, older: &str) -> String {
-    let mut out = String::with_capacity(33 + older.len());
-    out.push_str(&prev.hash);
-    for h in older
-        .split(' ')
-        .filter(|h| !h.is_empty())
-        .take(REVS_LIMIT - 2)
-    {
-        out.push(' ');
-        out.push_str(h);
-    }
-    out
-}
-
-/// The answer of a failed document in a bulk write.
-fn bulk_error(id: Option<String>, e: &StoreError) -> BulkResult {
-    let (error, reason) = match e {
-        StoreError::Conflict => ("conflict", e.to_string()),
-        StoreError::NotFound(r) => ("not_found", r.as_str().to_owned()),
-        _ => ("bad_request", e.to_string()),
-    };
-    BulkResult::Err { id, error, reason }
-}
-
-/// Puts documents into a batch; `Ok(false)` when one of them failed.
-fn put_all(
-    batch: &mut Batch,
-    docs: Vec<JsonMap>,
-    results: &mut Vec<BulkResult>,
-    as_conflicts: bool,
-) -> StoreResult<bool> {
-    let mut ok = true;
-    for doc in docs {
-        let id = doc.get("_id").and_then(|v| v.as_str()).map(str::to_owned);
-        match batch.put(doc) {
-            Ok(w) => results.push(BulkResult::Ok(w)),
-            Err(StoreError::Internal(e)) => return Err(StoreError::Internal(e)),
-            Err(e) => {
-                ok = false;
-                results.push(if as_conflicts {
-                    BulkResult::Err {
-                        id,
-                        error: "conflict",
-                        reason: e.to_string(),
-                    }
-                } else {
-                    bulk_error(id, &e)
-                });
-            }
-        }
-    }
-    Ok(ok)
-}
-
 pub(crate) async fn put<C: GenericClient + Sync>(
     x: &mut Exec<'_, C>,
     base: &str,
@@ -371,20 +257,9 @@ pub(crate) async fn bulk<C: GenericClient + Sync>(
     let mut batch = Batch::start(x, base, inst, dt).await?;
     batch.prefetch(x, &docs).await?;
     let mut results = Vec::with_capacity(docs.len());
-    let ok = put_all(&mut batch, docs, &mut results, false)?;
+    let ok = put_all(docs, &mut results, false, |doc| batch.put(doc))?;
     if !ok && all_or_nothing {
-        let results = results
-            .into_iter()
-            .map(|r| match r {
-                BulkResult::Ok(w) => BulkResult::Err {
-                    id: Some(w.id),
-                    error: "aborted",
-                    reason: "another document of the batch failed; nothing was written".into(),
-                },
-                e => e,
-            })
-            .collect();
-        return Ok((results, false));
+        return Ok((aborted(results), false));
     }
     batch.finish(x).await?;
     Ok((results, true))
@@ -415,7 +290,7 @@ pub(crate) async fn bulk_many<C: GenericClient + Sync>(
             .ok_or_else(|| StoreError::invalid("doctype missing from the batch"))?;
         batch.prefetch(x, &docs).await?;
         let mut results = Vec::with_capacity(docs.len());
-        ok &= put_all(batch, docs, &mut results, true)?;
+        ok &= put_all(docs, &mut results, true, |doc| batch.put(doc))?;
         out.push(results);
     }
     if !ok {

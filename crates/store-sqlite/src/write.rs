@@ -1,9 +1,9 @@
 //! Writes: documents (single and bulk), indexes and doctypes, each in one transaction.
 
-use hearth_core::{Doctype, JsonMap, Rev, new_doc_id};
+use hearth_core::{Doctype, JsonMap};
 use hearth_store::{
-    BulkResult, IndexCreated, NotFoundReason, StoreError, StoreResult, Written, mango::IndexDef,
-    split_doc, split_restored,
+    BulkResult, IndexCreated, NotFoundReason, StoreError, StoreResult, StoredRev, Written, aborted,
+    mango::IndexDef, put_all, split_put, split_restored,
 };
 use rusqlite::{
     CachedStatement, Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior,
@@ -11,9 +11,6 @@ use rusqlite::{
 };
 
 use crate::schema::{self, Table, err};
-
-/// How many revision hashes a document's history keeps (CouchDB's default `revs_limit`).
-const REVS_LIMIT: usize = 1000;
 
 pub(crate) fn put(conn: &mut Connection, dt: &Doctype, doc: JsonMap) -> StoreResult<Written> {
     let tx = conn
@@ -37,38 +34,12 @@ pub(crate) fn bulk(
         .map_err(err)?;
     let mut batch = Batch::start(&tx, dt)?;
     let mut results = Vec::with_capacity(docs.len());
-    let mut failed = false;
-    for doc in docs {
-        let id = doc.get("_id").and_then(|v| v.as_str()).map(str::to_owned);
-        match batch.put(doc) {
-            Ok(w) => results.push(BulkResult::Ok(w)),
-            Err(StoreError::Internal(e)) => return Err(StoreError::Internal(e)),
-            Err(e) => {
-                failed = true;
-                let (error, reason) = match &e {
-                    StoreError::Conflict => ("conflict", e.to_string()),
-                    StoreError::NotFound(r) => ("not_found", r.as_str().to_owned()),
-                    _ => ("bad_request", e.to_string()),
-                };
-                results.push(BulkResult::Err { id, error, reason });
-            }
-        }
-    }
-    if failed && all_or_nothing {
+    let ok = put_all(docs, &mut results, false, |doc| batch.put(doc))?;
+    if !ok && all_or_nothing {
         // Dropping the transaction rolls it back.
         drop(batch);
         drop(tx);
-        return Ok(results
-            .into_iter()
-            .map(|r| match r {
-                BulkResult::Ok(w) => BulkResult::Err {
-                    id: Some(w.id),
-                    error: "aborted",
-                    reason: "another document of the batch failed; nothing was written".into(),
-                },
-                e => e,
-            })
-            .collect());
+        return Ok(aborted(results));
     }
     batch.finish(&tx)?;
     tx.commit().map_err(err)?;
@@ -87,21 +58,7 @@ pub(crate) fn bulk_many(
     for (dt, docs) in groups {
         let mut batch = Batch::start(&tx, &dt)?;
         let mut results = Vec::with_capacity(docs.len());
-        for doc in docs {
-            let id = doc.get("_id").and_then(|v| v.as_str()).map(str::to_owned);
-            match batch.put(doc) {
-                Ok(w) => results.push(BulkResult::Ok(w)),
-                Err(StoreError::Internal(e)) => return Err(StoreError::Internal(e)),
-                Err(e) => {
-                    failed = true;
-                    results.push(BulkResult::Err {
-                        id,
-                        error: "conflict",
-                        reason: e.to_string(),
-                    });
-                }
-            }
-        }
+        failed |= !put_all(docs, &mut results, true, |doc| batch.put(doc))?;
         batch.finish(&tx)?;
         out.push(results);
     }
@@ -123,8 +80,10 @@ pub(crate) fn restore(conn: &mut Connection, dt: &Doctype, docs: Vec<JsonMap>) -
     let mut batch = Batch::start(&tx, dt)?;
     for doc in docs {
         let existing = batch.existing(&doc.id)?;
-        match &existing {
-            Some(e) if e.rev == doc.rev && e.deleted == doc.deleted => continue,
+        let Some(live) = doc.decide(existing.as_ref()) else {
+            continue;
+        };
+        match existing {
             Some(_) => {
                 batch
                     .update
@@ -157,8 +116,7 @@ pub(crate) fn restore(conn: &mut Connection, dt: &Doctype, docs: Vec<JsonMap>) -
             }
         }
         batch.seq += 1;
-        let was_live = existing.as_ref().is_some_and(|e| !e.deleted);
-        batch.live += i64::from(!doc.deleted) - i64::from(was_live);
+        batch.live += live;
     }
     batch.finish(&tx)?;
     tx.commit().map_err(err)
@@ -173,12 +131,6 @@ struct Batch<'t> {
     update: CachedStatement<'t>,
     seq: u64,
     live: i64,
-}
-
-struct Existing {
-    rev: Rev,
-    deleted: bool,
-    revs: String,
 }
 
 impl<'t> Batch<'t> {
@@ -214,7 +166,7 @@ impl<'t> Batch<'t> {
         Ok(())
     }
 
-    fn existing(&mut self, id: &str) -> StoreResult<Option<Existing>> {
+    fn existing(&mut self, id: &str) -> StoreResult<Option<StoredRev>> {
         let row = self
             .select
             .query_row([id], |r| {
@@ -227,7 +179,7 @@ impl<'t> Batch<'t> {
             .optional()
             .map_err(err)?;
         row.map(|(rev, deleted, revs)| {
-            Ok(Existing {
+            Ok(StoredRev {
                 rev: rev.parse().map_err(StoreError::internal)?,
                 deleted,
                 revs,
@@ -238,89 +190,54 @@ impl<'t> Batch<'t> {
 
     /// Writes one document, as `DocStore::put` describes.
     fn put(&mut self, doc: JsonMap) -> StoreResult<Written> {
-        let (id, rev_in, deleted, body) = split_doc(doc)?;
-        let generated = id.is_none();
-        let id = id.unwrap_or_else(new_doc_id);
-        if id.starts_with('_') && !id.starts_with("_design/") && !id.starts_with("_local/") {
-            return Err(StoreError::invalid(
-                "Only reserved document ids may start with underscore.",
-            ));
-        }
-        let body = if deleted {
-            "{}".to_owned()
-        } else {
-            serde_json::to_string(&body).map_err(StoreError::internal)?
-        };
-
+        let doc = split_put(doc)?;
         // A new document without a revision: try the insert first, it is the common case.
-        if rev_in.is_none() && !deleted {
-            let rev = Rev::next(None, false, body.as_bytes());
-            let inserted =
-                self.insert
-                    .execute(params![(self.seq + 1) as i64, id, rev.to_string(), body]);
+        if doc.base.is_none() && !doc.deleted {
+            let new = doc.decide(None)?;
+            let inserted = self.insert.execute(params![
+                (self.seq + 1) as i64,
+                doc.id,
+                new.rev.to_string(),
+                doc.body
+            ]);
             match inserted {
                 Ok(_) => {
                     self.seq += 1;
-                    self.live += 1;
-                    return Ok(Written { id, rev });
+                    self.live += new.live;
+                    return Ok(Written {
+                        id: doc.id,
+                        rev: new.rev,
+                    });
                 }
-                Err(e) if generated || !is_unique_violation(&e) => return Err(err(e)),
+                Err(e) if doc.generated || !is_unique_violation(&e) => return Err(err(e)),
                 Err(_) => {} // The id exists: a tombstone may be revived below.
             }
         }
-        let existing = self.existing(&id)?;
-        let prev = match (&existing, &rev_in) {
-            (None, None) => return Err(StoreError::NotFound(NotFoundReason::Missing)),
-            (None, Some(_)) => return Err(StoreError::Conflict),
-            (Some(e), None) if e.deleted && !deleted => e,
-            (Some(e), None) if e.deleted => {
-                return Err(StoreError::NotFound(NotFoundReason::Deleted));
-            }
-            (Some(_), None) => return Err(StoreError::Conflict),
-            (Some(e), Some(r)) if &e.rev == r => {
-                if e.deleted && deleted {
-                    return Err(StoreError::NotFound(NotFoundReason::Deleted));
-                }
-                e
-            }
-            (Some(_), Some(_)) => return Err(StoreError::Conflict),
-        };
-        let rev = Rev::next(Some(&prev.rev), deleted, body.as_bytes());
-        let revs = history(&prev.rev, &prev.revs);
+        // A put that creates its id was inserted above: what `decide` accepts here
+        // updates the stored row.
+        let existing = self.existing(&doc.id)?;
+        let out = doc.decide(existing.as_ref())?;
         self.update
             .execute(params![
                 (self.seq + 1) as i64,
-                rev.to_string(),
-                deleted,
-                body,
-                revs,
-                id
+                out.rev.to_string(),
+                doc.deleted,
+                doc.body,
+                out.revs,
+                doc.id
             ])
             .map_err(err)?;
         self.seq += 1;
-        self.live += i64::from(prev.deleted) - i64::from(deleted);
-        Ok(Written { id, rev })
+        self.live += out.live;
+        Ok(Written {
+            id: doc.id,
+            rev: out.rev,
+        })
     }
 }
 
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::ConstraintViolation)
-}
-
-/// The stored history of an updated document: the hashes of the revisions before the
-/// new one, newest first (the new revision's own hash is in the `rev` column).
-fn history(prev: &Rev, older: &str) -> String {
-    let mut out = String::with_capacity(33 + older.len());
-    out.push_str(&prev.hash);
-    for h in older
-        .split(' ')
-        .filter(|h| !h.is_empty())
-        .take(REVS_LIMIT - 2)
-    {
-        out.push(' ');
-        out.push_str(h);
-    }
-    out
 }
 
 pub(crate) fn create_index(

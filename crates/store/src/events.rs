@@ -41,6 +41,13 @@ impl Verb {
         }
     }
 
+    /// The verb of a realtime event name ([`Verb::as_str`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Created, Self::Updated, Self::Deleted, Self::Notified]
+            .into_iter()
+            .find(|v| v.as_str() == name)
+    }
+
     /// The verb of a write that produced `rev`: generation 1 creates.
     fn of_write(rev: &Rev, deleted: bool) -> Self {
         if deleted {
@@ -156,41 +163,39 @@ impl EventHub {
     /// Sends an event to the subscribers of its instance, if any, and to the
     /// observers interested in it.
     pub fn publish(&self, event: Event) {
-        let event = Arc::new(event);
-        self.send(&event);
-        let observers = self
-            .observers
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        for observer in observers.iter() {
+        self.fan_out(event, |observer, event| {
             if observer.interest(&event.instance, &event.doctype) != Interest::None {
-                observer.observe(&event);
+                observer.observe(event);
             }
-        }
+        });
     }
 
     /// Sends an event that happened on another node to this node's subscribers, and to
     /// the observers' `observe_remote` (job triggers and the cross-node fan-out saw it
     /// on that node and ignore it).
     pub fn publish_remote(&self, event: Event) {
+        self.fan_out(event, |observer, event| observer.observe_remote(event));
+    }
+
+    /// Sends an event to the subscribers of its instance, then hands it to each
+    /// observer through `deliver`.
+    fn fan_out(&self, event: Event, deliver: impl Fn(&dyn EventObserver, &Arc<Event>)) {
         let event = Arc::new(event);
-        self.send(&event);
+        {
+            let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(tx) = channels.get(&event.instance)
+                && tx.send(event.clone()).is_err()
+            {
+                // Nobody left: forget the channel.
+                channels.remove(&event.instance);
+            }
+        }
         let observers = self
             .observers
             .read()
             .unwrap_or_else(PoisonError::into_inner);
         for observer in observers.iter() {
-            observer.observe_remote(&event);
-        }
-    }
-
-    fn send(&self, event: &Arc<Event>) {
-        let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(tx) = channels.get(&event.instance)
-            && tx.send(event.clone()).is_err()
-        {
-            // Nobody left: forget the channel.
-            channels.remove(&event.instance);
+            deliver(observer.as_ref(), &event);
         }
     }
 }

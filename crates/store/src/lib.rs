@@ -11,5 +11,7 @@ pub mod mango;
 mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+mod write;
 
 pub use store::*;
+pub use write::*;

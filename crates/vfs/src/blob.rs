@@ -262,6 +262,16 @@ impl LocalBlobStore {
     }
 }
 
+/// A new token naming a temporary blob (`upload-<random hex>`), for every store.
+pub fn new_temp_token() -> String {
+    format!("upload-{}", hearth_core::random_hex(16))
+}
+
+/// The error of a temporary blob written to or sealed once sealed, for every store.
+pub fn already_sealed() -> io::Error {
+    io::Error::other("temporary blob already sealed")
+}
+
 /// Whether a name is one path (or key) component that cannot reach elsewhere: not
 /// empty, not `.` or `..`, no `/` or NUL. Every blob store checks names with it.
 pub fn is_safe_component(c: &str) -> bool {
@@ -307,10 +317,7 @@ struct LocalTemp {
 #[async_trait]
 impl TempBlob for LocalTemp {
     async fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
-        let file = self
-            .file
-            .as_mut()
-            .ok_or_else(|| io::Error::other("temporary blob already sealed"))?;
+        let file = self.file.as_mut().ok_or_else(already_sealed)?;
         file.write_all(chunk).await?;
         self.size += chunk.len() as u64;
         Ok(())
@@ -327,10 +334,7 @@ impl TempBlob for LocalTemp {
 
 impl LocalTemp {
     async fn finish(mut self: Box<Self>, durable: bool) -> io::Result<Sealed> {
-        let mut file = self
-            .file
-            .take()
-            .ok_or_else(|| io::Error::other("temporary blob already sealed"))?;
+        let mut file = self.file.take().ok_or_else(already_sealed)?;
         let done = async {
             file.flush().await?;
             if durable {
@@ -365,7 +369,7 @@ impl Drop for LocalTemp {
 #[async_trait]
 impl BlobStore for LocalBlobStore {
     async fn create_temp(&self, domain: &str) -> io::Result<Box<dyn TempBlob>> {
-        let token = format!("upload-{}", hearth_core::random_hex(16));
+        let token = new_temp_token();
         let path = self.temp_path(domain, &token)?;
         if let Some(dir) = path.parent() {
             tokio::fs::create_dir_all(dir).await?;

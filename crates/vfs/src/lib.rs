@@ -38,7 +38,7 @@ use serde_json::{Value, json};
 
 pub use blob::{
     BlobEntry, BlobReader, BlobRef, BlobStore, LocalBlobStore, Sealed, TempBlob, ThumbBlob,
-    is_safe_component,
+    already_sealed, is_safe_component, new_temp_token,
 };
 pub use error::{VfsError, VfsResult};
 pub use fsck::Problem;

@@ -5,14 +5,14 @@
 // Test helpers panic on failure: that is how they report it.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use hearth_instances::{CreateOptions, Instance, Instances, InstancesConfig, ScryptCost};
-use hearth_store::DocStore;
-use hearth_store_sqlite::{SqliteOptions, SqliteStore};
+use hearth_instances::Instance;
 use hearth_vfs::lock::LockFuture;
 use hearth_vfs::{
     FileDoc, HeldLock, InstanceLock, LocalBlobStore, LockError, NewFile, Vfs, VfsError, VfsResult,
@@ -55,30 +55,12 @@ struct Env {
 }
 
 async fn env(shared: Option<Arc<FakeLocks>>) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn DocStore> = Arc::new(
-        SqliteStore::open(
-            dir.path().join("db"),
-            SqliteOptions {
-                synchronous_full: false,
-                ..Default::default()
-            },
-        )
-        .unwrap(),
-    );
-    let files = dir.path().join("files");
-    let config = InstancesConfig {
-        fs_root: files.clone(),
-        scrypt: ScryptCost::FAST,
-    };
-    let instances = Instances::open(store.clone(), config).await.unwrap();
-    let inst = instances
-        .create(CreateOptions {
-            domain: "a.localhost".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let support::Base {
+        store,
+        inst,
+        files,
+        dir,
+    } = support::instance("a.localhost").await;
     let node = || {
         let vfs = Vfs::new(store.clone(), Arc::new(LocalBlobStore::new(&files)));
         if let Some(lock) = &shared {

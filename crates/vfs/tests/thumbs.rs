@@ -5,14 +5,15 @@
 // Test helpers panic on failure: that is how they report it.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::io::Cursor;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use hearth_instances::{CreateOptions, Instance, Instances, InstancesConfig, ScryptCost};
-use hearth_store::{DocStore, StoreError};
-use hearth_store_sqlite::{SqliteOptions, SqliteStore};
+use hearth_instances::Instance;
+use hearth_store::StoreError;
 use hearth_vfs::{FileDoc, LocalBlobStore, NewDir, NewFile, Overwrite, Vfs, VfsError};
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
 use tokio::io::AsyncReadExt;
@@ -25,30 +26,12 @@ struct Env {
 }
 
 async fn env() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn DocStore> = Arc::new(
-        SqliteStore::open(
-            dir.path().join("db"),
-            SqliteOptions {
-                synchronous_full: false,
-                ..Default::default()
-            },
-        )
-        .unwrap(),
-    );
-    let files = dir.path().join("files");
-    let config = InstancesConfig {
-        fs_root: files.clone(),
-        scrypt: ScryptCost::FAST,
-    };
-    let instances = Instances::open(store.clone(), config).await.unwrap();
-    let inst = instances
-        .create(CreateOptions {
-            domain: "a.localhost".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let support::Base {
+        store,
+        inst,
+        files,
+        dir,
+    } = support::instance("a.localhost").await;
     let vfs = Vfs::new(store, Arc::new(LocalBlobStore::new(&files)));
     Env {
         vfs,

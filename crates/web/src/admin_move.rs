@@ -14,7 +14,6 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use hearth_jobs::JobRequest;
 use hearth_move::ExportOptions;
 use serde_json::{Value, json};
 
@@ -136,29 +135,7 @@ async fn import(
         admin_req: true,
         ..Default::default()
     };
-    let message = serde_json::to_value(&opts)
-        .map_err(|e| ApiError::internal(&std::io::Error::other(e.to_string())))?;
-    hearth_move::set_settings_flag(&state.imports, &i, "importing", Some(Value::Bool(true)))
-        .await?;
-    let job = state
-        .jobs
-        .push(
-            &i,
-            JobRequest {
-                worker: "import".into(),
-                message,
-                manual: true,
-                ..Default::default()
-            },
-        )
-        .await;
-    let job = match job {
-        Ok(j) => j,
-        Err(e) => {
-            let _ = hearth_move::set_settings_flag(&state.imports, &i, "importing", None).await;
-            return Err(e.into());
-        }
-    };
+    let job = crate::imports::push_import_job(&state, &i, &opts, true).await?;
     if flag(&q, "wait") {
         state
             .jobs
@@ -230,20 +207,7 @@ async fn export(
     };
     opts.admin_req = flag(&q, "admin-req");
     opts.contextual_domain = None;
-    let message = serde_json::to_value(&opts)
-        .map_err(|e| ApiError::internal(&std::io::Error::other(e.to_string())))?;
-    let mut job = state
-        .jobs
-        .push(
-            &i,
-            JobRequest {
-                worker: "export".into(),
-                message,
-                manual: true,
-                ..Default::default()
-            },
-        )
-        .await?;
+    let mut job = moves::push_export_job(&state, &i, &opts, true).await?;
     if flag(&q, "wait") {
         job = state
             .jobs
@@ -264,9 +228,7 @@ async fn list_exports(
 ) -> Result<Response, ApiError> {
     let i = state.instances.get_str(&domain).await?;
     let docs = state.exports().list(&i.domain).await?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = crate::wizard::now_secs();
     // Hearth adds `link`: the manifest URL an import of that export is given.
     let list: Vec<Value> = docs
         .iter()

@@ -25,7 +25,7 @@ use axum::{
 use hearth_core::{Doctype, InstanceId, JsonMap};
 use hearth_instances::{Audience, Instance};
 use hearth_move::moving::{BLOCK_MOVING, MOVE_SCOPE};
-use hearth_store::{GetOptions, StoreError, mango::FindQuery};
+use hearth_store::{StoreError, mango::FindQuery};
 use serde_json::{Value, json};
 
 use crate::{AppState, error::ApiError, files::vfs_error};
@@ -112,25 +112,6 @@ fn doctype(name: &str) -> Result<Doctype, ApiError> {
     Doctype::new(name).map_err(|e| ApiError::internal(&e))
 }
 
-/// The instance settings document (empty when there is none).
-async fn instance_settings(state: &AppState, i: &Instance) -> Result<JsonMap, ApiError> {
-    match state
-        .instances
-        .store()
-        .get(
-            &i.instance_id(),
-            &doctype("io.cozy.settings")?,
-            "io.cozy.settings.instance",
-            GetOptions::default(),
-        )
-        .await
-    {
-        Ok(d) => Ok(d),
-        Err(StoreError::NotFound(_)) => Ok(JsonMap::new()),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// The newest import record of a domain (by `started_at`), if any.
 async fn newest_import(state: &AppState, domain: &str) -> Result<Option<JsonMap>, ApiError> {
     let q = FindQuery::parse(&json!({"selector": {"domain": domain}}))?;
@@ -163,7 +144,8 @@ async fn status(
     Path(domain): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let i = state.instances.get_str(&domain).await?;
-    let settings = instance_settings(&state, &i).await?;
+    let settings =
+        hearth_move::moving::instance_settings(state.instances.store().as_ref(), &i).await?;
     let mut out = JsonMap::new();
     let reason = i.blocking_reason.as_deref().unwrap_or("");
     let flagged = settings
@@ -223,9 +205,7 @@ pub(crate) async fn deletion_sweep(state: AppState) {
 /// One pass of [`deletion_sweep`]: answers how many instances were destroyed. An
 /// instance that cannot be destroyed is logged and tried again at the next pass.
 pub(crate) async fn destroy_due_instances(state: &AppState) -> usize {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = crate::wizard::now_secs();
     let mut due = Vec::new();
     let mut cursor: Option<String> = None;
     loop {

@@ -38,7 +38,7 @@ use crate::{
 use extract::{Fields, RequestInfo, iterations, lenient_bool, lenient_int};
 use urls::{checked_redirect, home_url};
 
-pub(crate) use urls::{request_domain, urlencode};
+pub(crate) use urls::{login_then, request_domain, urlencode};
 
 pub use throttle::{FailureCounter, HitFuture, LoginThrottle};
 

@@ -32,8 +32,6 @@ use crate::{
 const IMPORTS: &str = "io.cozy.imports";
 /// The blocking reason of a target waiting for a move's data.
 const MOVING: &str = hearth_move::moving::BLOCK_MOVING;
-const SETTINGS: &str = "io.cozy.settings";
-const INSTANCE_SETTINGS: &str = "io.cozy.settings.instance";
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -138,6 +136,17 @@ pub(crate) async fn schedule_import(
     i: &hearth_instances::Instance,
     opts: &ImportOptions,
 ) -> Result<(), ApiError> {
+    push_import_job(state, i, opts, false).await?;
+    Ok(())
+}
+
+/// [`schedule_import`] with `manual` (the operator's job), answering the job.
+pub(crate) async fn push_import_job(
+    state: &AppState,
+    i: &hearth_instances::Instance,
+    opts: &ImportOptions,
+    manual: bool,
+) -> Result<hearth_jobs::Job, ApiError> {
     let message = serde_json::to_value(opts)
         .map_err(|e| ApiError::internal(&std::io::Error::other(e.to_string())))?;
     hearth_move::set_settings_flag(&state.imports, i, "importing", Some(Value::Bool(true))).await?;
@@ -148,17 +157,22 @@ pub(crate) async fn schedule_import(
             JobRequest {
                 worker: "import".into(),
                 message,
+                manual,
                 ..Default::default()
             },
         )
         .await;
-    if let Err(e) = pushed {
-        if let Err(e) = hearth_move::set_settings_flag(&state.imports, i, "importing", None).await {
-            tracing::error!(error = %e, "cannot clear the importing flag");
+    match pushed {
+        Ok(job) => Ok(job),
+        Err(e) => {
+            if let Err(e) =
+                hearth_move::set_settings_flag(&state.imports, i, "importing", None).await
+            {
+                tracing::error!(error = %e, "cannot clear the importing flag");
+            }
+            Err(e.into())
         }
-        return Err(e.into());
     }
-    Ok(())
 }
 
 /// A source's domain as `POST /move/importing?source=` gives it: a host name with an
@@ -260,15 +274,7 @@ async fn instance_settings(
     state: &AppState,
     i: &hearth_instances::Instance,
 ) -> Option<hearth_core::JsonMap> {
-    let dt = hearth_core::Doctype::new(SETTINGS).ok()?;
-    state
-        .store
-        .get(
-            &i.instance_id(),
-            &dt,
-            INSTANCE_SETTINGS,
-            hearth_store::GetOptions::default(),
-        )
+    hearth_move::moving::instance_settings(state.store.as_ref(), i)
         .await
         .ok()
 }

@@ -231,9 +231,7 @@ fn hits() -> &'static Mutex<HashMap<String, Vec<u64>>> {
 /// Counts one more use of `/move/initialize` or `/move/authorize`: true when the
 /// instance already reached the limit shared with exports (5 per 24 hours).
 async fn rate_limited(state: &AppState, i: &Instance) -> Result<bool, hearth_move::MoveError> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = crate::wizard::now_secs();
     let exports = crate::moves::exports_since(state, i, now).await?;
     let mut map = hits()
         .lock()
@@ -658,30 +656,35 @@ async fn abort(
 // A moved source (spec move 3.8)
 // ---------------------------------------------------------------------------------------
 
-/// The target of a moved instance: its URL (`scheme://host[:port]`) and whether its
-/// apps are on flat subdomains. `None` when the instance has not moved.
-async fn moved_to(state: &AppState, i: &Instance) -> Option<(String, String, bool)> {
+/// The settings of a moved instance. `None` when the instance has not moved.
+async fn moved_settings(state: &AppState, i: &Instance) -> Option<hearth_core::JsonMap> {
     if !i.moved {
         return None;
     }
-    let settings = match moving::instance_settings(state.store.as_ref(), i).await {
-        Ok(s) => s,
+    match moving::instance_settings(state.store.as_ref(), i).await {
+        Ok(s) => Some(s),
         Err(e) => {
             tracing::warn!(domain = %i.domain, error = %e, "cannot read the settings of a moved instance");
-            return None;
+            None
         }
-    };
-    let to = moving::setting_text(&settings, "moved_to")?;
+    }
+}
+
+/// The target of a moved instance, from its settings: its URL (`scheme://host[:port]`)
+/// and whether its apps are on flat subdomains.
+fn moved_to(settings: &hearth_core::JsonMap) -> Option<(String, String, bool)> {
+    let to = moving::setting_text(settings, "moved_to")?;
     let (base, host) = target_base(&to)?;
     let flat =
-        moving::setting_text(&settings, "moved_to_subdomain_type").as_deref() != Some("nested");
+        moving::setting_text(settings, "moved_to_subdomain_type").as_deref() != Some("nested");
     Some((base, host, flat))
 }
 
 /// The URL of a moved instance's target (`links.related` of the 410), or `""`.
 pub(crate) async fn moved_to_url(state: &AppState, i: &Instance) -> String {
-    moved_to(state, i)
+    moved_settings(state, i)
         .await
+        .and_then(|s| moved_to(&s))
         .map(|(base, _, _)| base)
         .unwrap_or_default()
 }
@@ -715,7 +718,8 @@ pub(crate) async fn moved_link(
     slug: Option<&str>,
     path_and_query: &str,
 ) -> Option<Response> {
-    let (base, host, flat) = moved_to(state, i).await?;
+    let settings = moved_settings(state, i).await?;
+    let (base, host, flat) = moved_to(&settings)?;
     match serve_app::session_of(state, i, headers).await {
         Ok(None) => {}
         Ok(Some(_)) => return None,
@@ -735,10 +739,7 @@ pub(crate) async fn moved_link(
         None => format!("{base}{path_and_query}"),
     };
     let locale = i.page_locale();
-    let name = moving::instance_settings(state.store.as_ref(), i)
-        .await
-        .ok()
-        .and_then(|s| moving::setting_text(&s, "public_name"))
+    let name = moving::setting_text(&settings, "public_name")
         .unwrap_or_else(|| t(locale, "moved_someone").to_owned());
     let title = format!("{name} {}…", t(locale, "moved_title"));
     let href = html_escape(&link);

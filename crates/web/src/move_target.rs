@@ -12,10 +12,8 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{delete, get},
 };
-use hearth_core::{Doctype, JsonMap};
 use hearth_instances::{Instance, oauth::client_json};
-use hearth_move::moving::MOVE_SCOPE;
-use hearth_store::GetOptions;
+use hearth_move::moving::{self, MOVE_SCOPE};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -207,18 +205,6 @@ fn json_error(status: StatusCode, message: &str) -> Response {
     no_store((status, Json(json!({ "error": message }))).into_response())
 }
 
-/// The instance settings document (empty when absent or unreadable).
-async fn settings_doc(state: &AppState, i: &Instance, id: &str) -> JsonMap {
-    let Ok(dt) = Doctype::new("io.cozy.settings") else {
-        return JsonMap::new();
-    };
-    state
-        .store
-        .get(&i.instance_id(), &dt, id, GetOptions::default())
-        .await
-        .unwrap_or_default()
-}
-
 /// The page's script: hashes the password as the login page does
 /// (`window.hearthPassphrase.onSubmit` from `assets/passphrase.js`, which the layout
 /// puts after the body, hence the wait for the document), posts the form with
@@ -270,7 +256,9 @@ async fn authorize_page(
         Ok(n) => n,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let settings = settings_doc(&state, &i, "io.cozy.settings.instance").await;
+    let settings = moving::instance_settings(state.store.as_ref(), &i)
+        .await
+        .unwrap_or_default();
     let domain = crate::auth::request_domain(&i, &headers);
     let public_name = settings
         .get("public_name")
@@ -406,11 +394,7 @@ async fn authorize_move(
         Ok(u) => u.total(),
         Err(e) => return crate::files::vfs_error(e).into_response(),
     };
-    let vault = settings_doc(&state, &i, "io.cozy.settings.bitwarden")
-        .await
-        .get("extension_installed")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let vault = moving::has_vault(state.store.as_ref(), &i).await;
     let mut params = vec![
         ("state", f.state.clone()),
         ("code", code),
@@ -442,12 +426,7 @@ async fn vault_page(State(state): State<AppState>, Inst(i): Inst, headers: Heade
     match has_session(&state, &i, &headers).await {
         Ok(true) => {}
         Ok(false) => {
-            let here = format!(
-                "{}://{}/move/vault",
-                scheme_for(&i.domain),
-                crate::auth::request_domain(&i, &headers)
-            );
-            let to = format!("/auth/login?redirect={}", urlencode(&here));
+            let to = crate::auth::login_then(&i, &headers, "/move/vault");
             return no_store((StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response());
         }
         Err(e) => return e.into_response(),

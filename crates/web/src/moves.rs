@@ -16,7 +16,7 @@ use axum::{
     routing::{get, post},
 };
 use hearth_instances::Instance;
-use hearth_jobs::JobRequest;
+use hearth_jobs::Job;
 use hearth_move::{EXPORTS, ExportDoc, ExportOptions, Exports, MoveError, Part};
 use serde_json::{Value, json};
 
@@ -165,20 +165,21 @@ pub(crate) async fn push_export(
     i: &Instance,
     opts: &ExportOptions,
 ) -> Result<(), ApiError> {
-    let message = serde_json::to_value(opts)
-        .map_err(|e| ApiError::internal(&io::Error::other(e.to_string())))?;
-    state
-        .jobs
-        .push(
-            i,
-            JobRequest {
-                worker: "export".into(),
-                message,
-                ..Default::default()
-            },
-        )
-        .await?;
+    push_export_job(state, i, opts, false).await?;
     Ok(())
+}
+
+/// Pushes an `export` job with these options (`manual`: the operator's).
+pub(crate) async fn push_export_job(
+    state: &AppState,
+    i: &Instance,
+    opts: &ExportOptions,
+    manual: bool,
+) -> Result<Job, ApiError> {
+    let req = opts
+        .job(manual)
+        .map_err(|e| ApiError::internal(&io::Error::other(e.to_string())))?;
+    Ok(state.jobs.push(i, req).await?)
 }
 
 /// `GET /move/exports/:mac` → the document (400 bad encoding, 401 wrong or stale

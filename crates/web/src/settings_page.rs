@@ -87,15 +87,7 @@ impl Owner {
     async fn of(state: &AppState, i: Inst, headers: HeaderMap) -> Result<Self, Box<Response>> {
         let Inst(i) = i;
         let Some(s) = session(state, &i, &headers).await else {
-            let back = format!(
-                "{}://{}/settings",
-                scheme_for(&i.domain),
-                request_domain(&i, &headers)
-            );
-            let location = format!(
-                "/auth/login?{}",
-                serde_urlencoded::to_string([("redirect", back)]).unwrap_or_default()
-            );
+            let location = crate::auth::login_then(&i, &headers, "/settings");
             return Err(Box::new(see_other(&location)));
         };
         Ok(Self {

@@ -13,24 +13,20 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::http::{Method, StatusCode};
 use hearth_apps::Registries;
-use hearth_core::{Doctype, JsonMap};
+use hearth_core::JsonMap;
 use hearth_jobs::JobsConfig;
 use hearth_mail::{MailConfig, Mailer};
-use hearth_store::{AllDocsQuery, GetOptions};
+use hearth_store::GetOptions;
 use hearth_vfs::{NewDir, NewFile, Overwrite};
 use md5::Digest;
 use serde_json::{Value, json};
-use support::{Env, started_env};
+use support::{Env, dt, started_env};
 
 const A: &str = "a.localhost";
 const B: &str = "b.localhost";
 
 fn stream(b: Vec<u8>) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Unpin + Send {
     futures_util::stream::iter([Ok(Bytes::from(b))])
-}
-
-fn dt(s: &str) -> Doctype {
-    Doctype::new(s).unwrap()
 }
 
 async fn env() -> Env {
@@ -80,28 +76,11 @@ fn outbox(e: &Env) -> Vec<String> {
 
 /// Every live document of a doctype, without `_rev`, by id.
 async fn docs(e: &Env, domain: &str, doctype: &str) -> BTreeMap<String, JsonMap> {
-    let inst = e.state.instances.get_str(domain).await.unwrap();
-    let q = AllDocsQuery {
-        include_docs: true,
-        ..Default::default()
-    };
-    let rows = match e
-        .state
-        .store
-        .all_docs(&inst.instance_id(), &dt(doctype), &q)
-        .await
-    {
-        Ok(r) => r.rows,
-        Err(_) => Vec::new(),
-    };
-    rows.into_iter()
-        .filter(|r| !r.id.starts_with("_design/"))
-        .filter_map(|r| r.doc)
-        .map(|mut d| {
-            d.shift_remove("_rev");
-            (d["_id"].as_str().unwrap().to_owned(), d)
-        })
-        .collect()
+    let mut docs = support::docs(e, domain, doctype).await;
+    for d in docs.values_mut() {
+        d.shift_remove("_rev");
+    }
+    docs
 }
 
 async fn content(e: &Env, domain: &str, id: &str) -> Vec<u8> {

@@ -14,21 +14,15 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
-use hearth_core::{Doctype, JsonMap};
 use hearth_instances::Audience;
-use hearth_store::{AllDocsQuery, GetOptions};
 use serde_json::{Value, json};
-use support::{Env, Res, eventually, started_env};
+use support::{Env, Res, docs, eventually, settings, started_env};
 
 const A: &str = "alice.localhost";
 const B: &str = "bob.localhost";
 const PASSWORD: &str = "correct horse battery staple";
 const MOVE_SCOPE: &str = "io.cozy.exports.requests io.cozy.imports";
 const WIZARD_CALLBACK: &str = "https://move.example.net/callback/target";
-
-fn dt(s: &str) -> Doctype {
-    Doctype::new(s).unwrap()
-}
 
 async fn env() -> Env {
     started_env(|state| {
@@ -51,40 +45,10 @@ async fn target(e: &Env) {
     .await;
 }
 
-async fn settings(e: &Env, domain: &str) -> JsonMap {
-    let inst = e.state.instances.get_str(domain).await.unwrap();
-    e.state
-        .store
-        .get(
-            &inst.instance_id(),
-            &dt("io.cozy.settings"),
-            "io.cozy.settings.instance",
-            GetOptions::default(),
-        )
+/// `POST /move/importing` on B with this token.
+async fn importing(e: &Env, token: Option<&str>, path: &str) -> Res {
+    e.call(B, token, Method::POST, path, &[], Body::empty())
         .await
-        .unwrap_or_default()
-}
-
-async fn docs(e: &Env, domain: &str, doctype: &str) -> BTreeMap<String, JsonMap> {
-    let inst = e.state.instances.get_str(domain).await.unwrap();
-    let q = AllDocsQuery {
-        include_docs: true,
-        ..Default::default()
-    };
-    let rows = match e
-        .state
-        .store
-        .all_docs(&inst.instance_id(), &dt(doctype), &q)
-        .await
-    {
-        Ok(r) => r.rows,
-        Err(_) => Vec::new(),
-    };
-    rows.into_iter()
-        .filter(|r| !r.id.starts_with("_design/"))
-        .filter_map(|r| r.doc)
-        .map(|d| (d["_id"].as_str().unwrap().to_owned(), d))
-        .collect()
 }
 
 /// Registers the wizard's client on B: `(client_id, client_secret)`.
@@ -292,16 +256,7 @@ async fn the_password_page_gives_the_wizard_a_move_token() {
     let token = res.json()["access_token"].as_str().unwrap().to_owned();
 
     // That token starts the move on B.
-    let res = e
-        .call(
-            B,
-            Some(&token),
-            Method::POST,
-            "/move/importing?source=alice.example.net",
-            &[],
-            Body::empty(),
-        )
-        .await;
+    let res = importing(&e, Some(&token), "/move/importing?source=alice.example.net").await;
     assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.text());
 }
 
@@ -314,43 +269,21 @@ async fn importing_blocks_the_target_and_ends_its_sessions() {
 
     // Without the scope: 403, nothing changes.
     let files_only = e.token(B, "io.cozy.files").await;
-    let res = e
-        .call(
-            B,
-            Some(&files_only),
-            Method::POST,
-            "/move/importing?source=alice.example.net",
-            &[],
-            Body::empty(),
-        )
-        .await;
+    let res = importing(
+        &e,
+        Some(&files_only),
+        "/move/importing?source=alice.example.net",
+    )
+    .await;
     assert_eq!(res.status, StatusCode::FORBIDDEN, "{}", res.text());
     assert!(!e.state.instances.get_str(B).await.unwrap().blocked);
 
     let token = e.token(B, "io.cozy.imports").await;
     // No source: 400.
-    let res = e
-        .call(
-            B,
-            Some(&token),
-            Method::POST,
-            "/move/importing",
-            &[],
-            Body::empty(),
-        )
-        .await;
+    let res = importing(&e, Some(&token), "/move/importing").await;
     assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.text());
 
-    let res = e
-        .call(
-            B,
-            Some(&token),
-            Method::POST,
-            "/move/importing?source=alice.example.net",
-            &[],
-            Body::empty(),
-        )
-        .await;
+    let res = importing(&e, Some(&token), "/move/importing?source=alice.example.net").await;
     assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.text());
     let b = e.state.instances.get_str(B).await.unwrap();
     assert!(b.blocked);
@@ -398,16 +331,7 @@ async fn the_watchdog_unblocks_a_move_that_never_comes() {
     let e = env().await;
     target(&e).await;
     let token = e.token(B, "io.cozy.imports").await;
-    let res = e
-        .call(
-            B,
-            Some(&token),
-            Method::POST,
-            "/move/importing?source=alice.example.net",
-            &[],
-            Body::empty(),
-        )
-        .await;
+    let res = importing(&e, Some(&token), "/move/importing?source=alice.example.net").await;
     assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.text());
     assert!(e.state.instances.get_str(B).await.unwrap().blocked);
     eventually(15, "the watchdog to unblock B", || async {
@@ -515,16 +439,7 @@ fn data_entry(doctype: &str, doc: Value) -> (String, Vec<u8>) {
 /// Asks B to import from the stand-in as the source does at the end of its export.
 async fn notify_target(e: &Env, link: &str, source_url: &str) {
     let token = e.token(B, "io.cozy.imports").await;
-    let res = e
-        .call(
-            B,
-            Some(&token),
-            Method::POST,
-            "/move/importing?source=src.example",
-            &[],
-            Body::empty(),
-        )
-        .await;
+    let res = importing(e, Some(&token), "/move/importing?source=src.example").await;
     assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.text());
     let body = json!({"data": {"attributes": {
         "url": link, "vault": true,

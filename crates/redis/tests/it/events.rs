@@ -25,17 +25,19 @@ fn event(inst: &InstanceId, id: &str, verb: Verb) -> Event {
     }
 }
 
+/// Two hubs, each bridged through Redis under its prefix (while the bridges are kept).
+async fn bridged(p1: &str, p2: &str) -> (EventHub, EventHub, [EventBridge; 2]) {
+    let (hub1, hub2) = (EventHub::new(), EventHub::new());
+    let bridge1 = EventBridge::start(&connect(p1).await, &hub1).await.unwrap();
+    let bridge2 = EventBridge::start(&connect(p2).await, &hub2).await.unwrap();
+    (hub1, hub2, [bridge1, bridge2])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_reaches_the_other_node_once_and_never_comes_back() {
     let prefix = prefix();
     let _cleanup = Cleanup(prefix.clone());
-    let (hub1, hub2) = (EventHub::new(), EventHub::new());
-    let _bridge1 = EventBridge::start(&connect(&prefix).await, &hub1)
-        .await
-        .unwrap();
-    let _bridge2 = EventBridge::start(&connect(&prefix).await, &hub2)
-        .await
-        .unwrap();
+    let (hub1, hub2, _bridges) = bridged(&prefix, &prefix).await;
     let inst = InstanceId::new("alice.example.test").unwrap();
     let other = InstanceId::new("bob.example.test").unwrap();
     let mut on1 = hub1.subscribe(&inst);
@@ -77,13 +79,7 @@ async fn an_event_reaches_the_other_node_once_and_never_comes_back() {
 async fn deployments_under_other_prefixes_do_not_hear_each_other() {
     let (p1, p2) = (prefix(), prefix());
     let _cleanup = (Cleanup(p1.clone()), Cleanup(p2.clone()));
-    let (hub1, hub2) = (EventHub::new(), EventHub::new());
-    let _bridge1 = EventBridge::start(&connect(&p1).await, &hub1)
-        .await
-        .unwrap();
-    let _bridge2 = EventBridge::start(&connect(&p2).await, &hub2)
-        .await
-        .unwrap();
+    let (hub1, hub2, _bridges) = bridged(&p1, &p2).await;
     let inst = InstanceId::new("alice.example.test").unwrap();
     let mut on2 = hub2.subscribe(&inst);
     hub1.publish(event(&inst, "todo-1", Verb::Created));
@@ -98,13 +94,7 @@ async fn deployments_under_other_prefixes_do_not_hear_each_other() {
 async fn registry_events_cross_without_their_document() {
     let prefix = prefix();
     let _cleanup = Cleanup(prefix.clone());
-    let (hub1, hub2) = (EventHub::new(), EventHub::new());
-    let _bridge1 = EventBridge::start(&connect(&prefix).await, &hub1)
-        .await
-        .unwrap();
-    let _bridge2 = EventBridge::start(&connect(&prefix).await, &hub2)
-        .await
-        .unwrap();
+    let (hub1, hub2, _bridges) = bridged(&prefix, &prefix).await;
     let global = InstanceId::global();
     let mut on2 = hub2.subscribe(&global);
     let mut sent = event(&global, "instance-1", Verb::Updated);

@@ -149,13 +149,14 @@ pub(super) async fn authorize_page(
     match current_session(&state, &i, &req.headers).await {
         Ok(Some(_)) => {}
         Ok(None) => {
-            let here = format!(
-                "{}://{}/auth/authorize?{}",
-                crate::instance::scheme_for(&i.domain),
-                super::request_domain(&i, &req.headers),
-                req.query.clone().unwrap_or_default()
+            let login = super::login_then(
+                &i,
+                &req.headers,
+                &format!(
+                    "/auth/authorize?{}",
+                    req.query.as_deref().unwrap_or_default()
+                ),
             );
-            let login = format!("/auth/login?redirect={}", urlencode(&here));
             return see_other(&login);
         }
         Err(e) => return crate::error::ApiError::from(e).into_response(),

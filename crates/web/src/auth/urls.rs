@@ -23,6 +23,17 @@ pub(crate) fn request_domain(i: &Instance, headers: &HeaderMap) -> String {
     }
 }
 
+/// The login page (a relative URL) that comes back to `path_and_query` on the domain
+/// the request used.
+pub(crate) fn login_then(i: &Instance, headers: &HeaderMap, path_and_query: &str) -> String {
+    let here = format!(
+        "{}://{}{path_and_query}",
+        scheme_for(&i.domain),
+        request_domain(i, headers)
+    );
+    format!("/auth/login?redirect={}", urlencode(&here))
+}
+
 /// Percent-encoding of everything but the unreserved characters (RFC 3986), for a
 /// value in a query.
 pub(crate) fn urlencode(s: &str) -> String {

@@ -3,6 +3,7 @@
 //! test data (a real PNG). Each test binary uses part of it.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +13,9 @@ use axum::{
     http::{Method, Request, StatusCode},
 };
 use base64::Engine;
+use hearth_core::{Doctype, JsonMap};
 use hearth_instances::{Instances, InstancesConfig, ScryptCost};
-use hearth_store::DocStore;
+use hearth_store::{AllDocsQuery, DocStore, GetOptions};
 use hearth_store_sqlite::{SqliteOptions, SqliteStore};
 use hearth_web::{AdminAuth, AppState};
 use http_body_util::BodyExt;
@@ -245,6 +247,48 @@ impl Env {
         }
         send(&self.public, req.body(body.into()).unwrap()).await
     }
+}
+
+pub fn dt(s: &str) -> Doctype {
+    Doctype::new(s).unwrap()
+}
+
+/// The instance settings document of `domain` (empty when absent).
+pub async fn settings(e: &Env, domain: &str) -> JsonMap {
+    let inst = e.state.instances.get_str(domain).await.unwrap();
+    e.state
+        .store
+        .get(
+            &inst.instance_id(),
+            &dt("io.cozy.settings"),
+            "io.cozy.settings.instance",
+            GetOptions::default(),
+        )
+        .await
+        .unwrap_or_default()
+}
+
+/// Every live document of a doctype (design documents left out), by id.
+pub async fn docs(e: &Env, domain: &str, doctype: &str) -> BTreeMap<String, JsonMap> {
+    let inst = e.state.instances.get_str(domain).await.unwrap();
+    let q = AllDocsQuery {
+        include_docs: true,
+        ..Default::default()
+    };
+    let rows = match e
+        .state
+        .store
+        .all_docs(&inst.instance_id(), &dt(doctype), &q)
+        .await
+    {
+        Ok(r) => r.rows,
+        Err(_) => Vec::new(),
+    };
+    rows.into_iter()
+        .filter(|r| !r.id.starts_with("_design/"))
+        .filter_map(|r| r.doc)
+        .map(|d| (d["_id"].as_str().unwrap().to_owned(), d))
+        .collect()
 }
 
 /// Polls `check` every 50 ms until it gives a value, or panics after `secs` seconds
